@@ -1,0 +1,192 @@
+"""Configuration dataclasses: one per component, each round-tripping through JSON.
+
+A run directory's ``config.json`` is ``RunConfig.to_dict()``; any reader can rebuild
+the model from it alone (see ``vae_core.rundir.load_snapshot``).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, get_args
+
+FORMAT_VERSION = 1
+
+Body = Literal["mlp", "conv"]
+Likelihood = Literal["bernoulli", "gaussian_fixed", "gaussian_learned"]
+Objective = Literal["elbo", "iwae"]
+KLEstimator = Literal["analytic", "monte_carlo"]
+
+# Hard limits that keep a typo in a form from allocating a huge model or diverging at once.
+MAX_LATENT_DIM = 512
+MAX_HIDDEN = 4096
+MAX_BATCH = 65536
+
+
+class ConfigError(ValueError):
+    """A config value is out of range or unknown; the message says which and what is allowed."""
+
+
+def _check_literal(name: str, value: Any, literal: Any) -> None:
+    allowed = get_args(literal)
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def _check_range(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if integer and int(value) != value:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """The VAE's architecture and likelihood.
+
+    input_shape: (C, H, W) of the data; 1 or 3 channels, 8x8 up to 64x64.
+    body: "mlp" (one hidden layer each way, as in Kingma & Welling's experiments) or "conv".
+    latent_dim: size of z; any value >= 1.
+    hidden: MLP hidden width, or the conv body's fully connected width.
+    likelihood: decoder p(x|z): Bernoulli on logits, or Gaussian with fixed or learned sigma.
+    decoder_sigma: Gaussian decoder sigma (fixed value, or the learned one's initial value).
+    conv_channels: channels of the first conv layer; doubled at each stride-2 layer.
+    """
+
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    body: Body = "mlp"
+    latent_dim: int = 20
+    hidden: int = 400
+    likelihood: Likelihood = "bernoulli"
+    decoder_sigma: float = 0.1
+    conv_channels: int = 32
+
+    def validate(self) -> "ModelConfig":
+        self.input_shape = tuple(int(s) for s in self.input_shape)  # JSON gives lists
+        if len(self.input_shape) != 3:
+            raise ConfigError(f"input_shape must be (C, H, W), got {self.input_shape!r}")
+        c, h, w = self.input_shape
+        if c not in (1, 3):
+            raise ConfigError(f"images must have 1 or 3 channels, got {c}")
+        for name, s in (("height", h), ("width", w)):
+            _check_range(f"image {name}", s, 4, 256, integer=True)
+        _check_literal("body", self.body, Body)
+        _check_literal("likelihood", self.likelihood, Likelihood)
+        _check_range("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM, integer=True)
+        _check_range("hidden", self.hidden, 1, MAX_HIDDEN, integer=True)
+        _check_range("conv_channels", self.conv_channels, 1, 512, integer=True)
+        _check_range("decoder_sigma", self.decoder_sigma, 1e-3, 10.0)
+        return self
+
+
+@dataclass
+class TrainConfig:
+    """How to train.
+
+    dataset: a dataset spec understood by ``vae_core.data.load_dataset`` ("mnist", "shapes:64", "idx:/dir", ...).
+    image_size, channels: only for user folders; None keeps the dataset's own.
+    beta: weight of the KL term; 1 is the ELBO, other values give the beta-VAE objective.
+    objective: "elbo" (SGVB) or "iwae" (importance-weighted bound with ``samples`` samples).
+    samples: L, the number of z samples per example (Monte Carlo average for "elbo", k for "iwae").
+    kl_estimator: "analytic" (Kingma & Welling estimator B) or "monte_carlo" (estimator A).
+    device: "auto" picks cuda, then mps, then cpu.
+    snapshot_every_s: weights are also published within an epoch at most this often.
+    log_every_steps: a metrics line (and the only host sync) every this many steps.
+    num_threads: CPU threads for the worker; None leaves one core to the web app.
+    max_steps: stop after this many optimiser steps (for quick checks); None trains all epochs.
+    """
+
+    dataset: str = "mnist"
+    image_size: int | None = None
+    channels: int | None = None
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    beta: float = 1.0
+    objective: Objective = "elbo"
+    samples: int = 1
+    kl_estimator: KLEstimator = "analytic"
+    seed: int = 0
+    device: str = "auto"
+    snapshot_every_s: float = 5.0
+    log_every_steps: int = 25
+    num_threads: int | None = None
+    max_steps: int | None = None
+
+    def validate(self) -> "TrainConfig":
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ConfigError("dataset must be a non-empty dataset name")
+        _check_range("epochs", self.epochs, 1, 100_000, integer=True)
+        _check_range("batch_size", self.batch_size, 1, MAX_BATCH, integer=True)
+        _check_range("learning rate", self.lr, 1e-7, 1.0)
+        _check_range("beta", self.beta, 0.0, 1000.0)
+        _check_literal("objective", self.objective, Objective)
+        _check_literal("kl_estimator", self.kl_estimator, KLEstimator)
+        _check_range("samples", self.samples, 1, 5000, integer=True)
+        _check_range("seed", self.seed, 0, 2**63 - 1, integer=True)
+        if self.device not in ("auto", "cpu", "mps") and not str(self.device).startswith("cuda"):
+            raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
+        _check_range("snapshot_every_s", self.snapshot_every_s, 0.0, 86_400.0)
+        _check_range("log_every_steps", self.log_every_steps, 1, 1_000_000, integer=True)
+        if self.num_threads is not None:
+            _check_range("num_threads", self.num_threads, 1, 1024, integer=True)
+        if self.max_steps is not None:
+            _check_range("max_steps", self.max_steps, 1, 10**9, integer=True)
+        for name in ("image_size", "channels"):
+            v = getattr(self, name)
+            if v is not None:
+                _check_range(name, v, 1 if name == "channels" else 4, 256, integer=True)
+        return self
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; written once to ``runs/<name>/config.json``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    format_version: int = FORMAT_VERSION
+
+    def validate(self) -> "RunConfig":
+        self.model.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"]["input_shape"] = list(self.model.input_shape)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "RunConfig":
+        if not isinstance(d, dict):
+            raise ConfigError("config must be a JSON object")
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ConfigError(f"config format version {version!r} is not supported (this build reads {FORMAT_VERSION})")
+        model = _from_fields(ModelConfig, d.get("model", {}), "model")
+        train = _from_fields(TrainConfig, d.get("train", {}), "train")
+        return cls(model=model, train=train).validate()
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+
+def _from_fields(klass: type, d: Any, section: str) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section {section!r} must be an object")
+    known = {f.name for f in fields(klass)}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown {section} setting(s): {', '.join(sorted(unknown))}")
+    return klass(**d)
