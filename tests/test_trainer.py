@@ -1,0 +1,196 @@
+"""The trainer and run directories, on real data (scikit-learn digits), in-process and as subprocesses."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from tests.conftest import tiny_config
+from vae_core import rundir as rd
+from vae_core.data import load_dataset
+from vae_core.evaluate import evaluate_elbo
+from vae_core.manager import RunManager
+from vae_core.model import VAE
+from vae_core.trainer import FAULT_ENV, AlreadyRunning, _lock_run, train
+
+
+def epoch_lines(run_dir):
+    return [m for m in rd.read_metrics(run_dir) if m["kind"] == "epoch"]
+
+
+def test_short_run_improves_test_elbo(tmp_path):
+    cfg = tiny_config(epochs=6)
+    data = load_dataset("digits")
+    torch.manual_seed(cfg.train.seed)
+    untrained = evaluate_elbo(VAE(cfg.model), data.x_test)["elbo"]
+    st = train(cfg, tmp_path / "run")
+    assert st.state == "finished", st.error
+    epochs = epoch_lines(tmp_path / "run")
+    assert [e["epoch"] for e in epochs] == list(range(1, 7))
+    assert epochs[-1]["test_elbo"] > epochs[0]["test_elbo"] + 1.0
+    assert epochs[-1]["test_elbo"] > untrained + 5.0
+    steps = [m for m in rd.read_metrics(tmp_path / "run") if m["kind"] == "step"]
+    assert steps and all(k in steps[-1] for k in ("loss", "log_likelihood", "kl", "elbo", "samples_per_s", "eta_s"))
+
+
+def test_run_round_trips_through_its_directory(tmp_path):
+    cfg = tiny_config(epochs=2)
+    train(cfg, tmp_path / "run")
+    snap = rd.load_snapshot(tmp_path / "run")
+    assert snap.config == cfg
+    again = rd.load_snapshot(tmp_path / "run")
+    x = load_dataset("digits").x_test
+    with torch.no_grad():
+        torch.testing.assert_close(snap.model.encode(x).mu, again.model.encode(x).mu)
+    # The worker's logged test ELBO is reproduced exactly from the files alone (same seed).
+    logged = epoch_lines(tmp_path / "run")[-1]["test_elbo"]
+    assert evaluate_elbo(snap.model, x, seed=cfg.train.seed)["elbo"] == pytest.approx(logged, abs=1e-4)
+
+
+def test_training_is_reproducible_on_cpu(tmp_path):
+    cfg = tiny_config(epochs=1)
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    a, b = rd.load_snapshot(tmp_path / "a"), rd.load_snapshot(tmp_path / "b")
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(va, vb, msg=k)
+
+
+def test_nan_loss_fails_the_run_and_keeps_the_last_good_weights(tmp_path, monkeypatch):
+    cfg = tiny_config(epochs=5)
+    steps_per_epoch = len(load_dataset("digits").x_train) // cfg.train.batch_size
+    monkeypatch.setenv(FAULT_ENV, f"nan@{steps_per_epoch + 2}")
+    st = train(cfg, tmp_path / "run")
+    assert st.state == "failed"
+    assert "nan" in st.error.lower() and "last good weights" in st.error
+    snap = rd.load_snapshot(tmp_path / "run")  # raises if the weights were NaN
+    assert snap.step <= steps_per_epoch + 2
+    assert all(torch.isfinite(p).all() for p in snap.model.parameters())
+
+
+def test_exception_in_worker_is_recorded(tmp_path):
+    cfg = tiny_config()
+    cfg.model.input_shape = (1, 28, 28)  # does not match digits' 8x8
+    st = train(cfg, tmp_path / "run")
+    assert st.state == "failed"
+    assert "8, 8" in st.error and "traceback" in rd.read_json(tmp_path / "run" / rd.STATUS)
+
+
+def test_resume_continues_step_count_and_optimiser(tmp_path):
+    cfg = tiny_config(epochs=50, max_steps=30)
+    train(cfg, tmp_path / "run")
+    assert rd.read_status(tmp_path / "run").step == 30
+    cfg.train.max_steps = 60
+    st = train(cfg, tmp_path / "run", resume=True)
+    assert st.state == "finished" and st.step == 60
+    starts = [m for m in rd.read_metrics(tmp_path / "run") if m["kind"] == "start"]
+    assert starts[-1]["step"] == 30 and starts[-1]["resumed"]
+    steps = [m["step"] for m in rd.read_metrics(tmp_path / "run") if m["kind"] == "step"]
+    assert steps == sorted(steps) and steps[-1] == 60
+    # The saved optimiser state is Adam's at step 60, not a fresh one.
+    opt = torch.optim.Adam(rd.load_snapshot(tmp_path / "run").model.parameters())
+    assert rd.load_optimizer_state(tmp_path / "run", opt, "cpu") == 60
+    assert all(int(s["step"]) == 60 for s in opt.state_dict()["state"].values())
+
+
+def test_a_second_worker_on_the_same_run_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    lock = _lock_run(tmp_path / "run")
+    try:
+        with pytest.raises(AlreadyRunning):
+            train(tiny_config(), tmp_path / "run")
+    finally:
+        lock.close()
+
+
+def test_status_is_read_as_a_pure_function():
+    now = 1000.0
+    assert rd.status_from_dict(None, now).state == "new"
+    live = rd.status_from_dict({"state": "running", "heartbeat": now - 1, "step": 5}, now)
+    assert live.active and not live.stale and live.step == 5
+    dead = rd.status_from_dict({"state": "running", "heartbeat": now - rd.STALE_AFTER_S - 1}, now)
+    assert dead.stale and not dead.active and "stale" in dead.label
+    done = rd.status_from_dict({"state": "finished", "heartbeat": 0}, now)
+    assert not done.stale and not done.active
+    assert rd.status_from_dict({"state": "bogus"}, now).state == "failed"
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "", ".hidden", "a..b", "x" * 65, "spa ce", "ünï"])
+def test_run_names_cannot_escape_the_runs_folder(bad, runs_dir):
+    with pytest.raises(rd.RunError):
+        RunManager(runs_dir).path(bad)
+
+
+# --- the worker as its own process ----------------------------------------------------------
+def wait_for(pred, timeout=30.0, every=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def test_pause_resume_stop_in_a_subprocess(runs_dir):
+    m = RunManager(runs_dir)
+    res = m.start(tiny_config(epochs=10_000))
+    assert res.created
+    name = res.name
+    wait_for(lambda: m.status(name).state == "running" and m.status(name).step > 0)
+    m.pause(name)
+    wait_for(lambda: m.status(name).state == "paused")
+    s1 = m.status(name).step
+    time.sleep(0.5)
+    assert m.status(name).step == s1
+    assert m.resume(name).message.startswith("Resumed")
+    wait_for(lambda: m.status(name).state == "running" and m.status(name).step > s1)
+    t0 = time.time()
+    m.stop(name)
+    wait_for(lambda: m.status(name).state == "stopped", timeout=5)
+    assert time.time() - t0 < 1.0
+    assert rd.load_snapshot(runs_dir / name).step > 0  # the stop published the weights
+
+
+def test_two_simultaneous_starts_give_one_run(runs_dir):
+    cfg = tiny_config(epochs=10_000)
+    managers = [RunManager(runs_dir), RunManager(runs_dir)]  # as two server processes would have
+    results = [None, None]
+    barrier = threading.Barrier(2)
+
+    def go(i):
+        barrier.wait()
+        results[i] = managers[i].start(cfg)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert sorted(r.created for r in results) == [False, True]
+        assert results[0].name == results[1].name
+        assert len([p for p in runs_dir.iterdir() if p.is_dir()]) == 1
+    finally:
+        managers[0].stop(results[0].name, wait=5)
+
+
+def test_killed_worker_shows_stale_and_resumes_from_its_snapshot(runs_dir, monkeypatch):
+    monkeypatch.setattr(rd, "STALE_AFTER_S", 2.0)
+    m = RunManager(runs_dir)
+    name = m.start(tiny_config(epochs=10_000)).name
+    wait_for(lambda: rd.snapshot_meta(runs_dir / name) is not None and rd.snapshot_meta(runs_dir / name)[0] > 0)
+    pid = m.status(name).pid
+    os.kill(pid, signal.SIGKILL)
+    m._procs.clear()  # behave like a restarted server that never knew the child
+    wait_for(lambda: m.status(name).stale, timeout=10)
+    assert not m.status(name).active
+    saved_step = rd.snapshot_meta(runs_dir / name)[0]
+    res = m.resume(name)
+    assert res.created
+    wait_for(lambda: m.status(name).state == "running" and m.status(name).step > saved_step)
+    starts = [r for r in rd.read_metrics(runs_dir / name) if r["kind"] == "start"]
+    assert starts[-1]["step"] == saved_step
+    m.stop(name, wait=5)

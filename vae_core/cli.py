@@ -1,0 +1,197 @@
+"""Command line: ``python -m vae_core {train,eval,datasets}``.
+
+``train`` only parses flags and calls ``trainer.train`` (the same entry point the app's
+RunManager starts in a subprocess). Errors print one clear line and exit 2; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import rundir as rd
+from .config import ConfigError, RunConfig
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", help="run directory (default runs/<dataset>-<body>-z<D>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last snapshot")
+    p.add_argument("--dataset", help="dataset spec: mnist, digits, fashion-mnist, shapes, shapes:64, idx:DIR, folder:PATH")
+    p.add_argument("--image-size", type=int, help="image size for folder: datasets")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="channels for folder: datasets")
+    p.add_argument("--body", choices=("mlp", "conv"))
+    p.add_argument("--latent-dim", type=int)
+    p.add_argument("--hidden", type=int)
+    p.add_argument("--likelihood", choices=("bernoulli", "gaussian_fixed", "gaussian_learned"))
+    p.add_argument("--decoder-sigma", type=float)
+    p.add_argument("--beta", type=float)
+    p.add_argument("--objective", choices=("elbo", "iwae"))
+    p.add_argument("--samples", type=int, help="z samples per example (k for iwae)")
+    p.add_argument("--kl-estimator", choices=("analytic", "monte_carlo"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--num-threads", type=int)
+    p.add_argument("--max-steps", type=int)
+
+
+_MODEL_FLAGS = {"body": "body", "latent_dim": "latent_dim", "hidden": "hidden", "likelihood": "likelihood",
+                "decoder_sigma": "decoder_sigma"}
+_TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch_size", "lr", "seed", "device",
+                "num_threads", "max_steps")
+
+
+def _config_from_flags(args) -> RunConfig:
+    from .manager import new_run_config
+
+    model = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
+    train = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
+    return new_run_config(args.dataset or "mnist", image_size=args.image_size, channels=args.channels,
+                          model=model, train=train)
+
+
+def cmd_train(args) -> int:
+    from .trainer import AlreadyRunning, train
+
+    flags_given = any(getattr(args, k) is not None for k in (*_MODEL_FLAGS, *_TRAIN_FLAGS, "dataset"))
+    if args.run_dir and (Path(args.run_dir) / rd.CONFIG).exists():
+        if flags_given and not args.resume:
+            raise ConfigError(f"{args.run_dir} already has a config; pass --resume to continue it, or choose a new --run-dir")
+        config = rd.read_config(Path(args.run_dir))
+        run_dir = Path(args.run_dir)
+    else:
+        if args.resume:
+            raise ConfigError(f"nothing to resume: {args.run_dir} has no config.json")
+        config = _config_from_flags(args)
+        if args.run_dir:
+            run_dir = Path(args.run_dir)
+        else:
+            from .manager import RunManager
+
+            m = RunManager()
+            run_dir = m.root / m.unique_name(
+                f"{config.train.dataset.split(':')[0]}-{config.model.body}-z{config.model.latent_dim}-{time.strftime('%Y%m%d-%H%M%S')}")
+    bar = _progress_bar(f"training {run_dir.name}")
+
+    def on_log(rec):
+        if bar is None:
+            return
+        if rec["kind"] == "step":
+            if bar.total is None:
+                st = rd.read_status(run_dir)
+                bar.total = st.total_steps
+            bar.n = rec["step"]
+            bar.set_postfix(loss=f"{rec['loss']:.2f}", kl=f"{rec['kl']:.2f}", rate=f"{rec['samples_per_s']:.0f}/s")
+        elif rec["kind"] == "epoch":
+            bar.write(f"epoch {rec['epoch']}: test ELBO {rec['test_elbo']:.2f} nats")
+
+    try:
+        status = train(config, run_dir, resume=args.resume, on_log=on_log)
+    except AlreadyRunning as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{run_dir}: {status.state} at step {status.step}" + (f" ({status.error})" if status.error else ""))
+    return 0 if status.state in ("finished", "stopped") else 1
+
+
+def _progress_bar(desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    if not sys.stderr.isatty():
+        return None  # a worker started by the app logs to a file: no bar
+    return tqdm(total=None, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def _resolve_run(run: str) -> Path:
+    p = Path(run)
+    if (p / rd.CONFIG).exists():
+        return p
+    from .manager import default_runs_dir
+
+    q = default_runs_dir() / run
+    if (q / rd.CONFIG).exists():
+        return q
+    raise rd.RunError(f"no run at {run!r} (looked for {p / rd.CONFIG} and {q / rd.CONFIG})")
+
+
+def cmd_eval(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .data import load_dataset
+    from .device import pick_device
+    from .evaluate import evaluate_elbo, evaluate_iwae, posterior_stats
+
+    run_dir = _resolve_run(args.run)
+    device = pick_device(args.device)
+    snap = rd.load_snapshot(run_dir, device=str(device))
+    tc = snap.config.train
+    data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed)
+    x = data.x_test.to(device)
+    if args.limit:
+        x = x[: args.limit]
+    result = {"run": str(run_dir), "step": snap.step, "epoch": snap.epoch, "n_test": len(x), "device": str(device)}
+    with torch.no_grad():
+        result.update({f"test_{k}": v for k, v in evaluate_elbo(snap.model, x).items()})
+        stats = posterior_stats(snap.model, x)
+        result["active_units"] = int(stats["active"].sum())
+        result["latent_dim"] = int(stats["active"].numel())
+        if args.k > 0:
+            with tqdm(total=len(x), desc=f"IWAE k={args.k}", unit="img", disable=not sys.stderr.isatty()) as bar:
+                t0 = time.time()
+                bound = evaluate_iwae(snap.model, x, args.k, progress=lambda done, n: bar.update(done - bar.n))
+            result[f"test_iwae_k{args.k}"] = bound
+            result["iwae_seconds"] = round(time.time() - t0, 2)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"run {run_dir.name} at step {snap.step} (epoch {snap.epoch}), {len(x)} test images, {device}")
+        print(f"  test ELBO            {result['test_elbo']:10.3f} nats  (log-likelihood {result['test_log_likelihood']:.3f}, KL {result['test_kl']:.3f})")
+        if args.k > 0:
+            print(f"  test IWAE bound k={args.k:<5} {bound:10.3f} nats  (NLL {-bound:.3f})")
+        print(f"  active units         {result['active_units']} of {result['latent_dim']}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .data import list_datasets
+
+    for ds in list_datasets():
+        mark = "yes" if ds.available else "no "
+        print(f"{mark}  {ds.name:<16} {ds.description}")
+        if ds.detail:
+            print(f"     {'':<16} {ds.detail}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vae_core", description="Latent Explorer's VAE engine")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_train = sub.add_parser("train", help="train a VAE into a run directory")
+    _add_train_flags(p_train)
+    p_eval = sub.add_parser("eval", help="evaluate a run's latest snapshot on its test set")
+    p_eval.add_argument("run", help="run directory, or a run name under runs/")
+    p_eval.add_argument("--k", type=int, default=1000, help="importance samples for the IWAE bound (0 to skip)")
+    p_eval.add_argument("--limit", type=int, default=0, help="evaluate only the first N test images")
+    p_eval.add_argument("--device", default="auto")
+    p_eval.add_argument("--json", action="store_true", help="print the result as JSON")
+    sub.add_parser("datasets", help="list datasets and whether each is available here")
+    args = parser.parse_args(argv)
+    from .data import DatasetError
+
+    try:
+        return {"train": cmd_train, "eval": cmd_eval, "datasets": cmd_datasets}[args.cmd](args)
+    except (ConfigError, DatasetError, rd.RunError, RuntimeError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
