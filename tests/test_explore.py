@@ -1,0 +1,379 @@
+"""Tests for vae_core.explore: shapes, ranges, reproducibility and the geometry of each view."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vae_core import explore as ex
+from vae_core.config import ModelConfig
+from vae_core.evaluate import posterior_stats
+from vae_core.model import VAE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads; on a busy 2-core box OpenMP spinning made them 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_model(shape=(1, 8, 8), body="mlp", latent_dim=2, likelihood="bernoulli", seed=0) -> VAE:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(input_shape=shape, body=body, latent_dim=latent_dim, hidden=16, conv_channels=4, likelihood=likelihood)
+    return VAE(cfg).eval()
+
+
+def make_data(shape=(1, 8, 8), n=20, seed=1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((n, *shape), generator=g)
+
+
+MODELS = [
+    pytest.param(((1, 8, 8), "mlp", 2), id="mlp-2d"),
+    pytest.param(((1, 8, 8), "mlp", 3), id="mlp-3d"),
+    pytest.param(((1, 28, 28), "conv", 2), id="conv-28"),
+    pytest.param(((3, 32, 32), "conv", 3), id="conv-rgb"),
+]
+
+
+@pytest.fixture(params=MODELS)
+def setup(request):
+    shape, body, d = request.param
+    return make_model(shape, body, d), make_data(shape, n=10), shape, d
+
+
+def in_unit(a: np.ndarray) -> bool:
+    return a.dtype == np.float32 and a.min() >= 0.0 and a.max() <= 1.0
+
+
+# --- encode / decode / reconstruct ---------------------------------------------------------
+def test_encode_decode_shapes(setup):
+    model, x, shape, d = setup
+    codes = ex.encode(model, x, batch_size=7)  # batching across uneven chunks
+    assert codes.mu.shape == codes.sigma.shape == (len(x), d)
+    assert (codes.sigma > 0).all()
+    full = ex.encode(model, x)
+    np.testing.assert_allclose(codes.mu, full.mu, atol=1e-5)
+    imgs = ex.decode(model, codes.mu)
+    assert imgs.shape == (len(x), *shape) and in_unit(imgs)
+    assert ex.decode(model, torch.as_tensor(codes.mu[0])).shape == (1, *shape)  # one code, as a tensor
+
+
+def test_encode_accepts_numpy_and_single_image():
+    model, x = make_model(), make_data()
+    a = ex.encode(model, x.numpy()).mu
+    b = ex.encode(model, x[0]).mu
+    assert b.shape == (1, 2)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-6)
+
+
+def test_reconstruct(setup):
+    model, x, shape, _ = setup
+    r = ex.reconstruct(model, x, sample=True, seed=3)
+    assert r.mean.shape == r.sampled.shape == (len(x), *shape)
+    assert in_unit(r.mean) and in_unit(r.sampled)
+    assert r.per_example_loss.shape == r.log_likelihood.shape == r.kl.shape == (len(x),)
+    np.testing.assert_allclose(r.per_example_loss, -(r.log_likelihood - r.kl), rtol=1e-6)
+    assert (r.kl >= 0).all()
+    assert ex.reconstruct(model, x).sampled is None
+    again = ex.reconstruct(model, x, sample=True, seed=3)
+    np.testing.assert_array_equal(r.per_example_loss, again.per_example_loss)
+    np.testing.assert_array_equal(r.sampled, again.sampled)
+
+
+def test_reconstruct_matches_elbo_terms_and_gaussian_decoder():
+    from vae_core.objectives import elbo_terms
+
+    model, x = make_model(likelihood="gaussian_fixed"), make_data()
+    r = ex.reconstruct(model, x, seed=5)
+    with torch.no_grad():
+        t = elbo_terms(model, x, generator=torch.Generator().manual_seed(5))
+    np.testing.assert_allclose(r.log_likelihood, t.log_likelihood.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(r.kl, t.kl.numpy(), rtol=1e-5)
+    assert in_unit(ex.reconstruct(model, x, sample=True).sampled)
+
+
+def test_best_and_worst():
+    model, x = make_model(), make_data(n=30)
+    best, worst = ex.best_and_worst(model, x, n=5)
+    loss = ex.reconstruct(model, x).per_example_loss
+    assert len(best) == len(worst) == 5
+    assert loss[best[0]] == loss.min() and loss[worst[0]] == loss.max()
+    assert (np.diff(loss[best]) >= 0).all() and (np.diff(loss[worst]) <= 0).all()
+    assert len(ex.best_and_worst(model, x[:3], n=8)[0]) == 3
+
+
+# --- prior samples ----------------------------------------------------------------------------
+def test_sample_prior(setup):
+    model, _, shape, d = setup
+    z, imgs = ex.sample_prior(model, 6, seed=1)
+    assert z.shape == (6, d) and imgs.shape == (6, *shape) and in_unit(imgs)
+    z2, imgs2 = ex.sample_prior(model, 6, seed=1)
+    np.testing.assert_array_equal(z, z2)
+    np.testing.assert_array_equal(imgs, imgs2)
+    z3, _ = ex.sample_prior(model, 6, seed=2)
+    assert not np.allclose(z, z3)
+
+
+def test_sample_prior_temperature():
+    model = make_model()
+    z, imgs = ex.sample_prior(model, 5, seed=0, temperature=0.0)
+    assert (z == 0).all()
+    assert np.allclose(imgs, imgs[0])
+    z_half, _ = ex.sample_prior(model, 5, seed=0, temperature=0.5)
+    z_one, _ = ex.sample_prior(model, 5, seed=0)
+    np.testing.assert_allclose(z_half, 0.5 * z_one, rtol=1e-6)
+
+
+# --- traversals -------------------------------------------------------------------------------
+def test_traversal_codes_vary_only_their_dim():
+    base = np.array([0.5, -1.0, 2.0], np.float32)
+    values = np.linspace(-3, 3, 7)
+    codes = ex.traversal_codes(base, [2, 0], values)
+    assert codes.shape == (2, 7, 3)
+    for r, d in enumerate([2, 0]):
+        np.testing.assert_allclose(codes[r, :, d], values)
+        others = [k for k in range(3) if k != d]
+        np.testing.assert_array_equal(codes[r][:, others], np.broadcast_to(base[others], (7, 2)))
+    rel = ex.traversal_codes(base, [1], values, relative=True)
+    np.testing.assert_allclose(rel[0, :, 1], values + base[1])
+    with pytest.raises(ValueError):
+        ex.traversal_codes(base, [3], values)
+
+
+def test_traversal_grid_and_traverse_one(setup):
+    model, _, shape, d = setup
+    base = np.linspace(-1, 1, d).astype(np.float32)
+    values = np.linspace(-2, 2, 5)
+    grid = ex.traversal_grid(model, base, [0, d - 1], values)
+    assert grid.shape == (2, 5, *shape) and in_unit(grid)
+    one = ex.traverse_one(model, base, d - 1, values[3])
+    assert one.shape == shape
+    np.testing.assert_allclose(one, grid[1, 3], atol=1e-5)
+    rel = ex.traverse_one(model, base, 0, 0.0, relative=True)
+    np.testing.assert_allclose(rel, ex.decode(model, base[None])[0], atol=1e-5)
+    # the base code is not modified in place
+    assert np.array_equal(base, np.linspace(-1, 1, d).astype(np.float32))
+
+
+# --- interpolation ----------------------------------------------------------------------------
+def test_interpolate_linear():
+    z0, z1 = np.array([1.0, 2.0, 3.0]), np.array([-1.0, 0.0, 5.0])
+    path = ex.interpolate(z0, z1, 5, "linear")
+    assert path.shape == (5, 3)
+    np.testing.assert_allclose(path[0], z0)
+    np.testing.assert_allclose(path[-1], z1)
+    np.testing.assert_allclose(path[2], (z0 + z1) / 2)
+
+
+def test_interpolate_spherical():
+    rng = np.random.default_rng(0)
+    z0, z1 = rng.normal(size=8), rng.normal(size=8)
+    z1 *= np.linalg.norm(z0) / np.linalg.norm(z1)  # equal norms
+    path = ex.interpolate(z0, z1, 9, "spherical")
+    np.testing.assert_allclose(path[0], z0, atol=1e-5)
+    np.testing.assert_allclose(path[-1], z1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(path, axis=1), np.linalg.norm(z0), rtol=1e-5)
+    # the linear midpoint of two equal-norm codes is shorter; slerp's is not
+    assert np.linalg.norm(ex.interpolate(z0, z1, 9, "linear")[4]) < np.linalg.norm(path[4])
+    # unequal norms: the standard formula still hits both endpoints
+    far = ex.interpolate(z0, 3 * z1, 9, "spherical")
+    np.testing.assert_allclose(far[[0, -1]], np.stack([z0, 3 * z1]), atol=1e-5)
+
+
+def test_interpolate_spherical_falls_back_when_parallel():
+    z0 = np.array([1.0, 2.0])
+    np.testing.assert_allclose(ex.interpolate(z0, 2 * z0, 3, "spherical"), ex.interpolate(z0, 2 * z0, 3, "linear"))
+    np.testing.assert_allclose(ex.interpolate(np.zeros(2), z0, 3, "spherical")[1], z0 / 2)
+    assert np.isfinite(ex.interpolate(z0, -z0, 5, "spherical")).all()
+    with pytest.raises(ValueError):
+        ex.interpolate(z0, z0, 3, "cubic")
+
+
+def test_interpolation_strip(setup):
+    model, x, shape, _ = setup
+    strip = ex.interpolation_strip(model, x[0], x[1], steps=6, method="spherical")
+    assert strip.shape == (6, *shape) and in_unit(strip)
+    recon = ex.reconstruct(model, x[:2]).mean
+    np.testing.assert_allclose(strip[0], recon[0], atol=1e-5)
+    np.testing.assert_allclose(strip[-1], recon[1], atol=1e-5)
+
+
+# --- manifold --------------------------------------------------------------------------------
+def test_manifold_values_symmetric_monotone():
+    v = ex.manifold_values(15)
+    assert v.shape == (15,)
+    assert (np.diff(v) > 0).all()
+    np.testing.assert_allclose(v, -v[::-1], atol=1e-6)
+    assert abs(v[7]) < 1e-6 and np.isfinite(v).all()
+
+
+def test_manifold_codes_layout():
+    base = np.array([0.0, 0.0, 1.5], np.float32)
+    codes, v = ex.manifold_codes(3, n=5, dims=(0, 1), base_z=base)
+    assert codes.shape == (5, 5, 3)
+    np.testing.assert_allclose(codes[0, :, 0], v)  # x grows to the right
+    np.testing.assert_allclose(codes[:, 0, 1], v[::-1])  # row 0 is the top: highest y
+    assert (codes[..., 2] == 1.5).all()
+    zero, _ = ex.manifold_codes(2, n=3)
+    assert zero.shape == (3, 3, 2)
+    with pytest.raises(ValueError):
+        ex.manifold_codes(1, n=3)
+    with pytest.raises(ValueError):
+        ex.manifold_codes(3, dims=(1, 1))
+
+
+def test_manifold_grid(setup):
+    model, _, shape, d = setup
+    grid, v = ex.manifold_grid(model, n=4, dims=(0, d - 1))
+    assert grid.shape == (4, 4, *shape) and v.shape == (4,) and in_unit(grid)
+    z = np.zeros(d, np.float32)
+    z[0], z[d - 1] = v[0], v[-1]  # top-left cell: lowest x, highest y
+    np.testing.assert_allclose(grid[0, 0], ex.decode(model, z[None])[0], atol=1e-5)
+
+
+# --- display grids ---------------------------------------------------------------------------
+def test_tile_grey_and_rgb_dims():
+    grey = np.random.default_rng(0).random((2, 3, 1, 8, 8), dtype=np.float32)
+    t = ex.tile(grey, pad=2, scale=3)
+    assert t.dtype == np.uint8 and t.shape == (2 * (8 * 3 + 2) + 2, 3 * (8 * 3 + 2) + 2)
+    assert t[0, 0] == 255  # pad_value 1.0 frames the grid
+    np.testing.assert_array_equal(t[2 : 2 + 24 : 3, 2 : 2 + 24 : 3], np.round(grey[0, 0, 0] * 255).astype(np.uint8))
+
+    rgb = np.zeros((5, 3, 4, 6), np.float32)
+    t = ex.tile(rgb, ncols=2, pad=1, pad_value=0.0, scale=2)  # 3 rows, last one half empty
+    assert t.shape == (3 * (4 * 2 + 1) + 1, 2 * (6 * 2 + 1) + 1, 3)
+    assert t.max() == 0
+    t = ex.tile(np.zeros((5, 1, 4, 4), np.float32))  # default ncols = ceil(sqrt(5)) = 3
+    assert t.shape == (2 * 5 + 1, 3 * 5 + 1)
+    with pytest.raises(ValueError):
+        ex.tile(np.zeros((4, 4)))
+
+
+def test_tile_model_outputs(setup):
+    model, _, shape, _ = setup
+    grid, _ = ex.manifold_grid(model, n=3)
+    t = ex.tile(grid, pad=1, scale=2)
+    c, h, w = shape
+    expected = (3 * (h * 2 + 1) + 1, 3 * (w * 2 + 1) + 1)
+    assert t.shape == (expected if c == 1 else (*expected, 3))
+
+
+def test_upscale():
+    img = np.array([[[0.0, 1.0], [0.5, 0.25]]], np.float32)  # (1, 2, 2)
+    u = ex.upscale(img, 3)
+    assert u.shape == (6, 6) and u.dtype == np.uint8
+    assert u[0, 0] == 0 and u[2, 3] == 255 and u[5, 0] == 128
+    assert ex.upscale(np.ones((3, 2, 5), np.float32), 2).shape == (4, 10, 3)
+    assert ex.upscale(np.full((1, 2, 2), 2.0, np.float32)).max() == 255  # clipped
+
+
+# --- projections -----------------------------------------------------------------------------
+def test_project_identity_for_2d():
+    mu = np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32)
+    for method in ("auto", "identity"):
+        p = ex.project_2d(mu, method)
+        assert p.method == "identity" and p.explained_variance is None
+        np.testing.assert_array_equal(p.xy, mu)
+    with pytest.raises(ValueError):
+        ex.project_2d(np.zeros((5, 3)), "identity")
+
+
+def test_project_1d_strip():
+    mu = np.arange(6, dtype=np.float32)[:, None]
+    p = ex.project_2d(mu, "pca")
+    assert p.method == "strip" and p.note
+    np.testing.assert_array_equal(p.xy[:, 0], mu[:, 0])
+    assert (p.xy[:, 1] == 0).all()
+
+
+def test_project_dims():
+    mu = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    p = ex.project_2d(mu, "dims", dims=(3, 1))
+    np.testing.assert_array_equal(p.xy, mu[:, [3, 1]])
+    assert p.dims == (3, 1)
+
+
+def test_pca_line_and_new_points():
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=5)
+    mu = rng.normal(size=(50, 1)) * direction + 0.5  # on a line in 5-D
+    p = ex.project_2d(mu, "pca")
+    assert p.method == "pca" and p.xy.shape == (50, 2)
+    assert p.explained_variance[0] == pytest.approx(1.0, abs=1e-6)
+    axes = ex.pca_fit(mu)
+    np.testing.assert_allclose(axes.transform(mu), p.xy, atol=1e-5)
+    assert axes.transform(mu[0]).shape == (1, 2)
+    # a tiny data set still gives (M, 2)
+    assert ex.pca_fit(mu[:1]).transform(mu[:3]).shape == (3, 2)
+
+
+def test_tsne_seeded_and_placement():
+    rng = np.random.default_rng(0)
+    mu = np.concatenate([rng.normal(size=(25, 4)), rng.normal(size=(25, 4)) + 8]).astype(np.float32)
+    calls = []
+    a = ex.project_2d(mu, "tsne", seed=3, progress=lambda d, t: calls.append((d, t)))
+    b = ex.project_2d(mu, "tsne", seed=3)
+    assert a.method == "tsne" and a.xy.shape == (50, 2)
+    np.testing.assert_array_equal(a.xy, b.xy)
+    assert calls[0] == (0, 1) and calls[-1] == (1, 1)
+    # a training code lands on its own position; a code near cluster 2 lands among cluster 2
+    placed = ex.place_new_points_tsne(mu, a.xy, np.stack([mu[4], mu[30] + 0.01]), k=5)
+    assert placed.shape == (2, 2)
+    np.testing.assert_allclose(placed[0], a.xy[4], atol=1e-5)
+    c2 = a.xy[25:]
+    assert c2.min(0)[0] <= placed[1, 0] <= c2.max(0)[0] and c2.min(0)[1] <= placed[1, 1] <= c2.max(0)[1]
+    assert ex.project_2d(mu[:3], "tsne").method == "pca"  # too few points: falls back, says so
+
+
+# --- statistics and neighbours -----------------------------------------------------------------
+def test_latent_summary_matches_posterior_stats():
+    model, x = make_model(latent_dim=3), make_data(n=40)
+    s = ex.latent_summary(model, x)
+    ref = posterior_stats(model, x)
+    np.testing.assert_allclose(s.kl_per_dim, ref["kl_per_dim"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(s.mean_variance, ref["mean_variance"].numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(s.active, ref["active"].numpy())
+    assert s.active.dtype == bool and s.n_active == int(ref["active"].sum())
+    assert sorted(s.order.tolist()) == [0, 1, 2]
+    assert (np.diff(s.kl_per_dim[s.order]) <= 0).all()
+
+
+def test_nearest_neighbours():
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(100, 3)).astype(np.float32)
+    idx, dist = ex.nearest_neighbours(mu, mu[17], k=8)
+    assert idx.shape == dist.shape == (8,)
+    assert idx[0] == 17 and dist[0] == 0.0
+    assert (np.diff(dist) >= 0).all()
+    brute = np.sort(np.linalg.norm(mu - mu[17], axis=1))[:8]
+    np.testing.assert_allclose(dist, brute, rtol=1e-6)
+    idx, _ = ex.nearest_neighbours(mu[:3], mu[0], k=8)
+    assert len(idx) == 3
+
+
+def test_sigma_ellipses():
+    codes = ex.Codes(mu=np.array([[1.0, -2.0], [0.0, 0.0]]), sigma=np.array([[0.5, 0.25], [1.0, 1.0]]))
+    out = ex.sigma_ellipses(codes, [0, 1], n_std=2.0, points=40)
+    assert len(out) == 2
+    xs, ys = out[0]
+    assert xs.shape == ys.shape == (40,)
+    np.testing.assert_allclose(((xs - 1.0) / 1.0) ** 2 + ((ys + 2.0) / 0.5) ** 2, 1.0)  # half-axes 2*sigma
+    np.testing.assert_allclose([xs[0], ys[0]], [xs[-1], ys[-1]])  # closed
+    assert len(ex.sigma_ellipses(codes, 1)) == 1
+
+
+def test_traverse_one_is_fast():
+    import time
+
+    model = VAE(ModelConfig(input_shape=(1, 28, 28), latent_dim=2, hidden=400)).eval()
+    base = np.zeros(2, np.float32)
+    ex.traverse_one(model, base, 0, 1.0)  # warm-up
+    t0 = time.perf_counter()
+    for i in range(50):
+        ex.traverse_one(model, base, i % 2, 0.1 * i)
+    per_call = (time.perf_counter() - t0) / 50
+    assert per_call < 0.02  # ~1 ms expected; generous bound for loaded CI machines
