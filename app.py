@@ -1,0 +1,55 @@
+"""Latent Explorer: `streamlit run app.py`.
+
+The entry point only sets the page up, shows the run picker and routes to the pages in
+pages/. Pages call vae_core and draw; training runs in separate worker processes.
+"""
+from pathlib import Path
+
+import streamlit as st
+
+from pages import _ui
+
+st.set_page_config(page_title="Latent Explorer", page_icon="🧭", layout="wide")
+
+HERE = Path(__file__).parent
+SECTIONS = {
+    "Explore": [
+        ("pages/train.py", "Train", "🏋️"),
+        ("pages/reconstructions.py", "Reconstructions", "🔁"),
+        ("pages/latent_space.py", "Latent space", "🗺️"),
+        ("pages/sample.py", "Sample", "🎲"),
+        ("pages/traverse.py", "Traverse", "🎚️"),
+        ("pages/encode.py", "Encode your image", "✏️"),
+    ],
+    "Labs": [
+        ("pages/lab_gradients.py", "Gradient estimators", "📉"),
+        ("pages/lab_marginal_likelihood.py", "Marginal likelihood", "⚖️"),
+        ("pages/lab_beta.py", "β and the decoder", "🎛️"),
+        ("pages/lab_disentanglement.py", "Disentanglement", "🧩"),
+    ],
+}
+nav = {
+    section: [
+        st.Page(path, title=title, icon=icon, default=(path == "pages/train.py"))
+        for path, title, icon in items
+        if (HERE / path).exists()
+    ]
+    for section, items in SECTIONS.items()
+}
+page = st.navigation({k: v for k, v in nav.items() if v})
+
+with st.sidebar:
+    runs = _ui.manager().list_runs()
+    current = _ui.selected_run()
+    if runs:
+        names = [r.name for r in runs]
+        labels = {r.name: f"{r.name} · {r.status.label}" for r in runs}
+        choice = st.selectbox("Run", names, index=names.index(current) if current in names else 0,
+                              format_func=labels.get, help="Every page works on this run's latest snapshot.")
+        if choice != current:
+            _ui.select_run(choice)
+            st.rerun()
+    else:
+        st.caption("No runs yet: start one on the Train page.")
+
+page.run()
