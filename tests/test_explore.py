@@ -364,16 +364,3 @@ def test_sigma_ellipses():
     np.testing.assert_allclose(((xs - 1.0) / 1.0) ** 2 + ((ys + 2.0) / 0.5) ** 2, 1.0)  # half-axes 2*sigma
     np.testing.assert_allclose([xs[0], ys[0]], [xs[-1], ys[-1]])  # closed
     assert len(ex.sigma_ellipses(codes, 1)) == 1
-
-
-def test_traverse_one_is_fast():
-    import time
-
-    model = VAE(ModelConfig(input_shape=(1, 28, 28), latent_dim=2, hidden=400)).eval()
-    base = np.zeros(2, np.float32)
-    ex.traverse_one(model, base, 0, 1.0)  # warm-up
-    t0 = time.perf_counter()
-    for i in range(50):
-        ex.traverse_one(model, base, i % 2, 0.1 * i)
-    per_call = (time.perf_counter() - t0) / 50
-    assert per_call < 0.02  # ~1 ms expected; generous bound for loaded CI machines
