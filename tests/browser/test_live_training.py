@@ -1,0 +1,43 @@
+"""A new user's first minute, in a real browser: start a run, watch it update by itself,
+visit every page while it trains, reload and re-attach, stop it."""
+import time
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import assert_no_exception, wait_app_idle
+
+PAGES = ["reconstructions", "latent_space", "sample", "traverse", "encode"]
+
+# Number of points in the first trace of the loss chart, read from Plotly's own DOM node.
+CURVE_POINTS = "() => { const p = document.querySelector('.js-plotly-plot'); return p && p.data ? p.data[0].x.length : 0 }"
+
+
+def test_start_a_run_and_watch_it_update_by_itself(page, fresh_server):
+    page.goto(fresh_server.url)
+    expect(page.get_by_text("No runs yet").first).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Train a default model").first.click()
+
+    # The curve appears and grows with no interaction at all.
+    page.wait_for_function(f"({CURVE_POINTS})() > 0", timeout=60_000)
+    first = page.evaluate(CURVE_POINTS)
+    page.wait_for_function(f"({CURVE_POINTS})() > {first}", timeout=30_000)
+    expect(page.get_by_text("Reconstructions")).to_be_visible()
+    assert_no_exception(page)
+
+    # Every page has sensible content while the run trains.
+    for name in PAGES:
+        page.goto(f"{fresh_server.url}/{name}")
+        wait_app_idle(page)
+        expect(page.get_by_text("snapshot at step").first).to_be_visible(timeout=30_000)
+        assert_no_exception(page)
+
+    # A reload re-attaches to the running run, and Stop stops it.
+    page.goto(fresh_server.url)
+    expect(page.get_by_role("button", name="Stop")).to_be_visible(timeout=30_000)
+    n = page.evaluate(CURVE_POINTS)
+    page.wait_for_function(f"({CURVE_POINTS})() > {n}", timeout=30_000)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("stopped").first).to_be_visible(timeout=15_000)
+    stopped_at = page.evaluate(CURVE_POINTS)
+    time.sleep(3)
+    assert page.evaluate(CURVE_POINTS) == stopped_at
