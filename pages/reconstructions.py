@@ -1,0 +1,136 @@
+"""Reconstructions: test images beside what the VAE makes of them, each scored by its loss.
+
+Session state this page owns (documented so tests and other pages can rely on it):
+  recon_seed   int, the seed of the current random pick (the Re-pick button adds 1)
+  recon_shown  {"run", "indices"}: the global test indices shown in the top grid
+"""
+import numpy as np
+import streamlit as st
+
+from pages import _ui
+from vae_core import explore
+
+N_BEST_WORST = 8
+
+st.title("Reconstructions")
+snap = _ui.require_snapshot("Reconstructions")
+if snap is None:
+    st.stop()
+name = _ui.selected_run()
+data = _ui.run_dataset(snap)
+if data is None:
+    st.stop()
+
+st.caption(
+    "Each test image x is encoded to a distribution q(z|x) over codes and decoded back. "
+    "The **reconstruction loss** −log p(x|z) is how many nats the decoder needs to describe the image "
+    "given its code; the **KL** term KL(q(z|x) ‖ p(z)) is how many nats the code itself costs, i.e. how far "
+    "the encoder's distribution strays from the N(0, I) prior. Their sum is the negative ELBO, "
+    "the per-image loss under each column: lower is better."
+)
+
+
+def _label(i: int) -> str:
+    """Human name of test example i's class ("7", "Trouser"), or "" when the data has no labels."""
+    y = int(data.y_test[i])
+    names = data.class_names
+    return names[y] if names and 0 <= y < len(names) else ""
+
+
+def _repick() -> None:
+    st.session_state["recon_seed"] = st.session_state.get("recon_seed", 0) + 1
+
+
+# --- controls: which test images to show -------------------------------------------------
+classes = list(data.class_names or [])
+labelled = [c for k, c in enumerate(classes) if bool((data.y_test == k).any())]
+c_mode, c_class, c_n, c_btn = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
+mode = c_mode.radio("Pick test images", ["random", "by class"], horizontal=True, key="recon_mode",
+                    disabled=not labelled, help="By class needs a labelled dataset.")
+chosen = None
+if mode == "by class" and labelled:
+    chosen = c_class.selectbox("Class", labelled, key="recon_class")
+n_show = c_n.select_slider("How many", [5, 8, 10, 12, 16], value=10, key="recon_n")
+c_btn.button("Re-pick", on_click=_repick, width="stretch", help="Another random pick (the seed goes up by one).")
+seed = int(st.session_state.get("recon_seed", 0))
+
+# A seeded draw (not math: just which examples to look at), so the pick is reproducible.
+pool = np.flatnonzero(data.y_test.numpy() == classes.index(chosen)) if chosen else np.arange(len(data.x_test))
+indices = np.sort(np.random.default_rng(seed).choice(pool, size=min(n_show, len(pool)), replace=False))
+st.session_state["recon_shown"] = {"run": name, "indices": [int(i) for i in indices]}
+
+
+# --- drawing helpers ---------------------------------------------------------------------
+def _image_rows(rows: list[tuple[str, np.ndarray]], ids: np.ndarray, rec: explore.Reconstruction) -> None:
+    """One labelled row of pictures per (label, images (N, C, H, W)); the loss goes under each column.
+
+    Each row is its own st.columns with the label cell vertically centred, so labels stay
+    aligned with their pictures at any image size.
+    """
+    widths = [1.3] + [1] * len(ids)
+    head = st.columns(widths)
+    head[0].caption("test image")
+    for col, i in zip(head[1:], ids):
+        col.caption(f"#{i}" + (f" · {_label(i)}" if _label(i) else ""))
+    for label, images in rows:
+        cols = st.columns(widths, vertical_alignment="center")
+        cols[0].markdown(label)
+        for col, img in zip(cols[1:], images):
+            col.image(_ui.picture(img, target_px=84))
+    foot = st.columns(widths)
+    foot[0].caption("loss (nats)")
+    for k, col in enumerate(foot[1:]):
+        col.caption(f"**{rec.per_example_loss[k]:.1f}**",
+                    help=f"−log p(x|z) ≈ {-rec.log_likelihood[k]:.1f} + KL {rec.kl[k]:.1f} nats")
+
+
+@st.cache_data(max_entries=16, show_spinner="Scoring every test image…")
+def _worst_then_best(run: str, step: int, mtime: float, _model, _x) -> tuple[np.ndarray, explore.Reconstruction]:
+    """The worst then the best reconstructed test images (indices) and their reconstructions.
+
+    Computed once per snapshot: the leading underscores keep the model and data out of the
+    cache key, since (run, step, mtime) already names the weights. The losses shown come
+    from the same seeded full-set pass that ranked them, so the order and numbers agree.
+    """
+    best, worst = explore.best_and_worst(_model, _x, n=N_BEST_WORST)
+    ids = np.concatenate([worst, best])
+    full = explore.reconstruct(_model, _x)  # same seed as the ranking: identical per-image losses
+    return ids, explore.Reconstruction(full.mean[ids], None, full.per_example_loss[ids], full.log_likelihood[ids], full.kl[ids])
+
+
+# --- the live part: refreshes with every new snapshot while the run trains ----------------
+def live(run: str, ids: np.ndarray, seed: int) -> None:
+    was_live = st.session_state.get("_recon_live") == run
+    if _ui.refresh_every(run) is None and was_live:
+        st.session_state.pop("_recon_live")
+        st.rerun()  # the run just ended: a full rerun switches the auto-refresh off
+    if _ui.refresh_every(run):
+        st.session_state["_recon_live"] = run
+    s = _ui.snapshot(run)
+    if s is None:
+        return
+    _ui.snapshot_caption(run, s)
+    try:
+        rec = explore.reconstruct(s.model, data.x_test[ids], sample=True, seed=seed)
+        bw, rec_bw = _worst_then_best(run, s.step, s.mtime, s.model, data.x_test)
+    except Exception as e:  # never let an engine error take the page down
+        st.error(f"Could not reconstruct with this snapshot: {e}")
+        return
+
+    what = f"{len(ids)} random test images" if not chosen else f"{len(ids)} test images of class **{chosen}**"
+    st.subheader("Inputs and reconstructions")
+    st.caption(f"{what} (pick seed {seed}). *Mean*: the decoder's mean image at z = μ. "
+               "*Sampled*: a full draw, z ~ q(z|x) then x ~ p(x|z), so it shows the decoder's noise too.")
+    _image_rows([("**input**", data.x_test[ids].numpy()), ("**mean**", rec.mean), ("**sampled**", rec.sampled)], ids, rec)
+
+    st.subheader("Worst and best of the test set")
+    k = len(bw) // 2
+    st.caption(f"The {k} test images with the highest loss (worst first), then the {k} with the lowest "
+               f"(best first), out of all {len(data.x_test):,}; scored once per snapshot.")
+    for title, sl in (("Worst", slice(0, k)), ("Best", slice(k, None))):
+        sub = explore.Reconstruction(rec_bw.mean[sl], None, rec_bw.per_example_loss[sl], rec_bw.log_likelihood[sl], rec_bw.kl[sl])
+        st.markdown(f"**{title}**")
+        _image_rows([("input", data.x_test[bw[sl]].numpy()), ("mean", sub.mean)], bw[sl], sub)
+
+
+st.fragment(live, run_every=_ui.refresh_every(name))(name, indices, seed)
