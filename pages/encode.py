@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
@@ -99,10 +100,13 @@ def scatter_figure(test_mu: np.ndarray, labels: np.ndarray, z: np.ndarray, s: np
         axes = (f"PC1 ({ev[0]:.0%} of variance)", f"PC2 ({ev[1]:.0%})")
         note = f"{D} latent dims, shown on the first two principal axes of the test codes."
     fig = go.Figure()
-    for c in classes:
+    # An explicit qualitative palette: the theme's default pairs pale tints that vanish on white.
+    palette = px.colors.qualitative.T10 if len(classes) <= 10 else px.colors.qualitative.Alphabet
+    for i, c in enumerate(classes):
         m = lab == c
         fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(c),
-                                   marker=dict(size=5, opacity=0.55), hoverinfo="name"))
+                                   marker=dict(size=5, opacity=0.6, color=palette[i % len(palette)]),
+                                   hoverinfo="name"))
     fig.add_trace(go.Scatter(
         x=star[:, 0], y=star[:, 1], mode="markers", name="your image",
         marker=dict(symbol="star", size=22, color="#111", line=dict(color="#ffd400", width=2)),
@@ -117,6 +121,7 @@ def scatter_figure(test_mu: np.ndarray, labels: np.ndarray, z: np.ndarray, s: np
 
 # --- results for one imported image --------------------------------------------------------
 def show_results(imported: ImportedImage, source: str) -> None:
+    """Everything about one imported image; source ("upload" or "draw") keeps widget keys apart."""
     x = imported.tensor  # (C, H, W), what the model sees
     try:
         codes = explore.encode(model, x)
@@ -128,9 +133,10 @@ def show_results(imported: ImportedImage, source: str) -> None:
     st.session_state["encoded_upload"] = {"run": run, "z": mu.tolist(), "sigma": sigma.tolist(), "label": "your image"}
 
     c_orig, c_in, c_rec = st.columns(3)
-    with c_orig:
-        st.markdown("**Your image**")
-        st.image(imported.original, width=min(224, imported.original.shape[1]))
+    if source == "upload":  # a drawing is already on screen, right above
+        with c_orig:
+            st.markdown("**Your image**")
+            st.image(imported.original, width=min(224, imported.original.shape[1]))
     with c_in:
         st.markdown("**As the model sees it**")
         st.image(_ui.picture(x.numpy(), 224), width=224)
@@ -232,12 +238,14 @@ with tab_draw:
         st_canvas = None
         st.warning(f"The drawing pad is not available here ({type(e).__name__}: {e}). Upload an image instead.")
     if st_canvas is not None:
-        st.caption("Draw with the mouse (white on black, like MNIST). The result updates when you lift the pen.")
         try:
             canvas = st_canvas(stroke_width=18, stroke_color="#ffffff", background_color="#000000",
                                height=CANVAS_PX, width=CANVAS_PX, drawing_mode="freedraw",
                                return_image_data=True, key="encode_canvas")
             drawing = canvas.image_data
+            # Below the canvas: its toolbar floats over whatever sits right above it.
+            st.caption("Draw with the mouse (white on black, like MNIST); the result updates when you lift "
+                       "the pen. The bin icon clears the pad.")
         except Exception as e:
             st.warning(f"The drawing pad failed to render ({type(e).__name__}: {e}). Upload an image instead.")
             drawing = None

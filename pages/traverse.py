@@ -136,7 +136,7 @@ except Exception as e:
 
 with base_col:
     if base.image is not None:
-        st.image(_ui.picture(base.image, 84), caption=f"Base: {base.label}")
+        st.image(_ui.picture(base.image, 112), caption=f"Base: {base.label}", width=112)
     else:
         st.caption(f"Base: {base.label}")
 st.caption("Base code μ: " + ", ".join(f"z{d}={base.z[d]:+.2f}" for d in order[:TOP_SLIDERS])
@@ -162,15 +162,16 @@ def latent_controls(base: Base) -> np.ndarray:
     for d in dims:  # first render of a dim (or after it was hidden): start at the base value
         st.session_state.setdefault(_slider_key(d), _on_grid(base.z[d]))
 
-    def slider(d: int) -> None:
-        st.slider(dim_label(d), LO, HI, step=STEP, format="%+.2f", key=_slider_key(d))
+    def sliders(ds: list[int]) -> None:
+        # Two columns (read left to right, by KL) keep 16 sliders within one screen of the image.
+        cols = st.columns(2 if len(ds) > 4 else 1)
+        for i, d in enumerate(ds):
+            cols[i % len(cols)].slider(dim_label(d), LO, HI, step=STEP, format="%+.2f", key=_slider_key(d))
 
-    for d in dims[:TOP_SLIDERS]:
-        slider(d)
+    sliders(dims[:TOP_SLIDERS])
     if len(dims) > TOP_SLIDERS:
         with st.expander(f"{len(dims) - TOP_SLIDERS} more dims (lower KL)"):
-            for d in dims[TOP_SLIDERS:]:
-                slider(d)
+            sliders(dims[TOP_SLIDERS:])
     # Hidden dims keep the base value.
     return np.array([st.session_state.get(_slider_key(d), base.z[d]) if d in dims else base.z[d]
                      for d in range(D)], np.float32)
@@ -228,7 +229,7 @@ if tg is not None:
     head[0].caption("dim · KL")
     # Equal columns with no gap line up with the cells of each row's tiled image below.
     for col, v in zip(head[1].columns(ncols, gap=None), values):
-        col.caption(f"{v:+.2f}".replace("+0.00", "0"))
+        col.caption(f"{v:+.2f}".replace("+0.00", "0").replace("-0.00", "0"), text_alignment="center")
     for r, d in enumerate(rows):
         label_col, img_col = st.columns(widths, vertical_alignment="center")
         label_col.markdown(f"**z{d}**  \n:small[KL {kl[d]:.2f}{'' if active[d] else ' · collapsed'}]")
