@@ -98,6 +98,23 @@ def _worst_then_best(run: str, step: int, mtime: float, _model, _x) -> tuple[np.
     return ids, explore.Reconstruction(full.mean[ids], None, full.per_example_loss[ids], full.log_likelihood[ids], full.kl[ids])
 
 
+def _ranked(run: str, s) -> dict:
+    """The worst/best ranking to show: {"run", "step", "epoch", "ids", "rec"}.
+
+    Ranking scores the whole test set. While a run trains, snapshots arrive every few
+    seconds and rescoring each one would compete with the trainer for the CPU, so the
+    ranking is redone when the epoch changes; once the run stops it follows the snapshot.
+    """
+    kept = st.session_state.get("_recon_ranked")
+    training = _ui.refresh_every(run) is not None
+    if kept and kept["run"] == run and (kept["step"] == s.step or (training and kept["epoch"] == s.epoch)):
+        return kept
+    ids, rec = _worst_then_best(run, s.step, s.mtime, s.model, data.x_test)
+    kept = {"run": run, "step": s.step, "epoch": s.epoch, "ids": ids, "rec": rec}
+    st.session_state["_recon_ranked"] = kept
+    return kept
+
+
 # --- the live part: refreshes with every new snapshot while the run trains ----------------
 def live(run: str, ids: np.ndarray, seed: int) -> None:
     was_live = st.session_state.get("_recon_live") == run
@@ -112,7 +129,8 @@ def live(run: str, ids: np.ndarray, seed: int) -> None:
     _ui.snapshot_caption(run, s)
     try:
         rec = explore.reconstruct(s.model, data.x_test[ids], sample=True, seed=seed)
-        bw, rec_bw = _worst_then_best(run, s.step, s.mtime, s.model, data.x_test)
+        ranked = _ranked(run, s)
+        bw, rec_bw = ranked["ids"], ranked["rec"]
     except Exception as e:  # never let an engine error take the page down
         st.error(f"Could not reconstruct with this snapshot: {e}")
         return
@@ -125,8 +143,11 @@ def live(run: str, ids: np.ndarray, seed: int) -> None:
 
     st.subheader("Worst and best of the test set")
     k = len(bw) // 2
+    when = f"scored on the snapshot at step {ranked['step']:,}" + (
+        ", and again when the epoch changes" if _ui.refresh_every(run) else "")
     st.caption(f"The {k} test images with the highest loss (worst first), then the {k} with the lowest "
-               f"(best first), out of all {len(data.x_test):,}; scored once per snapshot.")
+               f"(best first), out of all {len(data.x_test):,}; {when}. "
+               "With a Gaussian decoder the density can exceed 1, so a loss can be negative.")
     for title, sl in (("Worst", slice(0, k)), ("Best", slice(k, None))):
         sub = explore.Reconstruction(rec_bw.mean[sl], None, rec_bw.per_example_loss[sl], rec_bw.log_likelihood[sl], rec_bw.kl[sl])
         st.markdown(f"**{title}**")
