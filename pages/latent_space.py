@@ -119,7 +119,7 @@ def scatter(xy, labels, sel_pos, star, ellipses, square, equal_axes, revision) -
     if star is not None:
         fig.add_scatter(x=[star[0][0]], y=[star[0][1]], mode="markers", name=star[1], hoverinfo="skip",
                         marker=dict(size=20, symbol="star", color="gold", line=dict(width=1.5, color="black")))
-    fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), legend=dict(title="class"),
+    fig.update_layout(height=520, margin=dict(l=10, r=10, t=30, b=10), legend=dict(title="class"),
                       uirevision=revision, clickmode="event+select")  # uirevision keeps zoom across refreshes
     if equal_axes:
         fig.update_yaxes(scaleanchor="x", scaleratio=1)
@@ -220,7 +220,8 @@ def live(run: str) -> None:
     left, right = st.columns([3, 2]) if manifold is not None else (st.container(), None)
     with left:
         st.plotly_chart(fig, width="stretch", key="ls_scatter", on_select=on_pick(run), selection_mode="points")
-        st.caption(caption + (f" {proj.note}" if proj.note else ""))
+        # the engine's note on a strip says y is 0; the page's own caption explains its rows instead
+        st.caption(caption + (f" {proj.note}" if proj.note and proj.method != "strip" else ""))
     if right is not None:
         with right:
             images, vals = manifold
@@ -285,7 +286,9 @@ def _selected(run: str, s, index: int | None) -> None:
     label = f"test image #{index}" + (f" ({_class(index)})" if _class(index) else "")
     c_in, c_rec, c_code = st.columns([1, 1, 3])
     c_in.image(_ui.picture(x[0].numpy(), 140), caption=label)
-    c_rec.image(_ui.picture(rec.mean[0], 140), caption=f"reconstruction · loss {rec.per_example_loss[0]:.1f} nats")
+    # The loss goes in its own caption: a caption wider than the picture would stretch the picture.
+    c_rec.image(_ui.picture(rec.mean[0], 140), caption="reconstruction (mean)")
+    c_rec.caption(f"loss {rec.per_example_loss[0]:.1f} nats")
     d = len(code.mu[0])
     bars = go.Figure(go.Bar(x=[f"z{k}" for k in range(d)], y=code.mu[0],
                             error_y=dict(type="data", array=code.sigma[0], thickness=1.2),
@@ -313,7 +316,7 @@ def _kl_bars(summary: explore.LatentSummary, d: int, n: int) -> None:
         if m.any():
             fig.add_bar(x=[dim_names[j] for j in np.flatnonzero(m)], y=summary.kl_per_dim[m], name=label, marker_color=colour,
                         hovertemplate="%{x}: %{y:.2f} nats<extra>" + label + "</extra>")
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="KL (nats)", barmode="overlay",
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="KL (nats)", barmode="overlay", showlegend=True,
                       xaxis=dict(categoryorder="array", categoryarray=dim_names), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, width="stretch", key="ls_kl")
     st.caption(f"Mean KL(q(z_d|x) ‖ p(z_d)) over {n:,} test images: the nats each dim carries about the image. "
