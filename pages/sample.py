@@ -103,7 +103,8 @@ def live(run: str, seed: int, temperature: float, side: int, place: bool) -> Non
                                        "z": z.tolist()}
     left, right = st.columns(2) if place else (st.container(), None)
     with left:
-        st.image(_ui.grid(images, ncols=side, target_px=64 if side <= 6 else 48))
+        # bigger cells for small grids; beside the scatter st.image shrinks it to the column anyway
+        st.image(_ui.grid(images, ncols=side, target_px=96 if side <= 4 else 84 if side <= 6 else 56))
         st.caption(f"{side * side} decoder means of z ~ N(0, {temperature:g}²·I), seed {seed}.")
     if right is not None:
         with right:
