@@ -225,7 +225,7 @@ def live(run: str) -> None:
     if right is not None:
         with right:
             images, vals = manifold
-            st.image(_ui.grid(images, target_px=32), width="stretch")
+            st.image(_ui.grid(images, target_px=32), width="stretch", output_format="PNG")  # JPEG would blur the pixels
             rest = " with every other dim at 0" if d > 2 else ""
             st.caption(f"**The decoded manifold** (Kingma & Welling, fig. 4): decoder means on a {len(vals)}×{len(vals)} "
                        f"grid from {vals[0]:.2f} to {vals[-1]:.2f} on z{proj.dims[0]} (across) and z{proj.dims[1]} (up)"
@@ -285,9 +285,9 @@ def _selected(run: str, s, index: int | None) -> None:
         return
     label = f"test image #{index}" + (f" ({_class(index)})" if _class(index) else "")
     c_in, c_rec, c_code = st.columns([1, 1, 3])
-    c_in.image(_ui.picture(x[0].numpy(), 140), caption=label)
+    c_in.image(_ui.picture(x[0].numpy(), 140), caption=label, output_format="PNG")
     # The loss goes in its own caption: a caption wider than the picture would stretch the picture.
-    c_rec.image(_ui.picture(rec.mean[0], 140), caption="reconstruction (mean)")
+    c_rec.image(_ui.picture(rec.mean[0], 140), caption="reconstruction (mean)", output_format="PNG")
     c_rec.caption(f"loss {rec.per_example_loss[0]:.1f} nats")
     d = len(code.mu[0])
     bars = go.Figure(go.Bar(x=[f"z{k}" for k in range(d)], y=code.mu[0],

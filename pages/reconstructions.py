@@ -76,7 +76,7 @@ def _image_rows(rows: list[tuple[str, np.ndarray]], ids: np.ndarray, rec: explor
         cols = st.columns(widths, vertical_alignment="center")
         cols[0].markdown(label)
         for col, img in zip(cols[1:], images):
-            col.image(_ui.picture(img, target_px=84))
+            col.image(_ui.picture(img, target_px=84), output_format="PNG")  # PNG: JPEG would smear the crisp pixels
     foot = st.columns(widths)
     foot[0].caption("loss (nats)")
     for k, col in enumerate(foot[1:]):

@@ -104,7 +104,8 @@ def live(run: str, seed: int, temperature: float, side: int, place: bool) -> Non
     left, right = st.columns(2) if place else (st.container(), None)
     with left:
         # bigger cells for small grids; beside the scatter st.image shrinks it to the column anyway
-        st.image(_ui.grid(images, ncols=side, target_px=96 if side <= 4 else 84 if side <= 6 else 56))
+        st.image(_ui.grid(images, ncols=side, target_px=96 if side <= 4 else 84 if side <= 6 else 56),
+                 output_format="PNG")  # lossless: JPEG would smear the crisp upscaled pixels
         st.caption(f"{side * side} decoder means of z ~ N(0, {temperature:g}²·I), seed {seed}.")
     if right is not None:
         with right:
