@@ -32,6 +32,10 @@ from .config import ModelConfig, RunConfig, TrainConfig
 DEFAULT_RUNS_DIR = "runs"
 RUNS_ENV = "LATENT_EXPLORER_RUNS"
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
+# Sweeps (see ``start_sweep``): one JSON per sweep in this hidden folder of the runs folder,
+# and the message that marks a sweep's run as waiting for its turn.
+SWEEPS_DIR = ".sweeps"
+SWEEP_QUEUED = "queued"
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,64 @@ class RunManager:
             rd.write_status(path, state="starting", heartbeat=time.time(), step=0, epoch=0)
             self._spawn(name, resume=False)
             return StartResult(name, True, f"Started {name}.")
+
+    def start_sweep(self, configs: list[RunConfig], prefix: str, labels: list[str] | None = None,
+                    meta: dict | None = None, exclusive: bool = True) -> list[str]:
+        """Create one run per config, named ``<prefix>-<label>`` (label default ``beta<β>``), and
+        spawn ONE ``python -m vae_core sweep`` process that trains them one after another.
+
+        Sequential, not parallel: on a small machine two workers only fight over the same cores,
+        and one worker leaves a core to the web app. The sweep is recorded in
+        ``<runs>/.sweeps/<id>.json`` (id = the prefix actually used; it gets a "-2" suffix if taken):
+        {"id", "runs", "labels", "created", "pid", ...meta}.
+
+        States stay within the run-directory contract: the first run starts as "starting"; the
+        others are written as state "stopped" with message "queued" (honest: nothing trains them
+        yet, and they are not "active", so the app's one-run-at-a-time rule sees only the run in
+        training). The sweep worker trains a run only while it still says queued, so a run the user
+        resumed, stopped or deleted in the meantime is skipped. Returns the run names in order.
+        """
+        if not configs:
+            raise ValueError("a sweep needs at least one config")
+        for c in configs:
+            c.validate()
+        labels = list(labels) if labels is not None else [f"beta{c.train.beta:g}" for c in configs]
+        if len(labels) != len(configs) or len(set(labels)) != len(labels):
+            raise ValueError("a sweep needs one distinct label per config")
+        with self._locked():
+            if exclusive:
+                active = self.active_run()
+                if active is not None:
+                    raise rd.RunError(f"Run {active} is training; stop it (or wait) before starting a sweep.")
+            sweeps = self.root / SWEEPS_DIR
+            sweeps.mkdir(exist_ok=True)
+            base = self.unique_name(prefix)[:40].strip(".-") or "sweep"
+            sweep_id, i = base, 2
+            while (sweeps / f"{sweep_id}.json").exists() or any((self.root / f"{sweep_id}-{lab}").exists() for lab in labels):
+                sweep_id, i = f"{base}-{i}", i + 1
+            names = [rd.validate_run_name(f"{sweep_id}-{lab}") for lab in labels]
+            now = time.time()
+            for k, (name, config) in enumerate(zip(names, configs)):
+                path = self.path(name)
+                path.mkdir()
+                rd.write_config(path, config)
+                if k == 0:
+                    rd.write_status(path, state="starting", heartbeat=now, step=0, epoch=0, sweep=sweep_id)
+                else:
+                    rd.write_status(path, state="stopped", message=SWEEP_QUEUED, heartbeat=now, step=0, epoch=0,
+                                    sweep=sweep_id)
+            record = {**(meta or {}), "id": sweep_id, "runs": names, "labels": labels, "created": now, "pid": None}
+            rd.atomic_write_json(sweeps / f"{sweep_id}.json", record)
+            cmd = [sys.executable, "-m", "vae_core", "sweep", "--run-dirs", *(str(self.path(n)) for n in names)]
+            log = open(sweeps / f"{sweep_id}.log", "ab")  # each run's own output goes to its worker.log
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=str(Path(__file__).resolve().parent.parent), env=env, start_new_session=True)
+            log.close()
+            for name in names:  # _reap marks whichever run was in training failed if the process dies
+                self._procs[name] = proc
+            rd.atomic_write_json(sweeps / f"{sweep_id}.json", {**record, "pid": proc.pid})
+            return names
 
     def resume(self, name: str) -> StartResult:
         with self._locked():
