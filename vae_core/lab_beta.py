@@ -1,0 +1,299 @@
+"""Lab: β and the decoder's likelihood, measured on the user's own models.
+
+The study notes ask two things this lab answers with sweeps of small runs:
+- "There's a trade off between how accurate our network can be and how close its latent
+  variable can match the unit gaussian": the β-VAE objective (Higgins et al. 2017)
+      E_q[log p(x|z)] - β KL(q(z|x) || p(z))
+  trades *rate* R = KL(q||p) (nats the code carries about x) against *distortion*
+  D = -E_q[log p(x|z)] (nats the decoder still needs). Sweeping β traces the rate-distortion
+  curve of Alemi et al. (2018, "Fixing a Broken ELBO", section 3); β = 1 is the ELBO, whose
+  negative is R + D.
+- "P(X|z) = N(X | f(z), σ²I), but where is σ?": the Gaussian decoder's log-likelihood is
+      log p(x|z) = -D log σ - ||x - f(z)||² / (2σ²) - (D/2) log 2π   (``model.VAE.log_likelihood``),
+  so σ only scales the squared error. Multiplying the objective by 2σ² shows a Gaussian VAE
+  is a squared-error autoencoder with KL weight 2σ²β: a larger σ is a larger β (Doersch 2016,
+  "Tutorial on VAEs", section 2.4.3; Lucas et al. 2019, "Don't Blame the ELBO"). A learned σ
+  settles where it maximises the likelihood, σ* = sqrt(mean squared error per pixel)
+  (Rybkin et al. 2021, "Simple and Effective VAE Training with Calibrated Decoders").
+
+Sweeps train in the background through ``RunManager.start_sweep``; everything here reads
+run directories and snapshots. No streamlit; the formulas are reused from ``evaluate`` and
+``explore`` (each lives in one place).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from . import explore
+from . import rundir as rd
+from .config import RunConfig
+from .evaluate import evaluate_elbo
+from .manager import SWEEP_QUEUED, SWEEPS_DIR, RunManager
+
+DEFAULT_BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
+BETA_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+DEFAULT_SIGMAS = (0.05, 0.1, 0.2, 0.4)
+SIGMA_LADDER = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # the values the page's σ range slider picks from
+# A sweep's default budget: an MLP that trains each run in well under a minute on one CPU core
+# (MNIST: 35 steps per epoch), so five runs draw a curve within a few minutes.
+DEFAULT_BUDGET = {"epochs": 8, "latent_dim": 16, "body": "mlp"}
+
+SweepKind = Literal["beta", "sigma"]
+
+
+# --- Building sweeps ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: ``label`` names it (run ``<prefix>-<label>``), ``value`` is what varies
+    (β, or σ; None for a learned σ or a Bernoulli decoder)."""
+
+    label: str
+    value: float | None
+    config: RunConfig
+
+
+def sweep_configs(base_config: RunConfig, betas: Sequence[float] | None = None, sigmas: Sequence[float] | None = None,
+                  learned_sigma: bool = False, bernoulli: bool = False) -> list[SweepPoint]:
+    """Copies of ``base_config`` that differ in one thing only.
+
+    betas: one run per β (``beta0.25``, …), everything else as in the base.
+    sigmas: one Gaussian-decoder run per fixed σ (``sigma0.05``, …); ``learned_sigma`` adds a run
+    whose σ is a parameter (``sigma-learned``, starting at the base's decoder_sigma) and
+    ``bernoulli`` a Bernoulli-decoder reference (``bernoulli``). One axis per sweep: β or the decoder.
+    """
+    if betas is not None and (sigmas is not None or learned_sigma or bernoulli):
+        raise ValueError("a sweep varies one thing: pass betas, or sigmas/learned_sigma/bernoulli")
+    points: list[SweepPoint] = []
+
+    def variant(label: str, value: float | None, **changes) -> None:
+        cfg = copy.deepcopy(base_config)
+        for key, v in changes.items():
+            section, field_name = key.split("__")
+            setattr(getattr(cfg, section), field_name, v)
+        points.append(SweepPoint(label, value, cfg.validate()))
+
+    if betas is not None:
+        for b in sorted(set(float(b) for b in betas)):
+            variant(f"beta{b:g}", b, train__beta=b)
+    else:
+        for s in sorted(set(float(s) for s in (sigmas or ()))):
+            variant(f"sigma{s:g}", s, model__likelihood="gaussian_fixed", model__decoder_sigma=s)
+        if learned_sigma:
+            variant("sigma-learned", None, model__likelihood="gaussian_learned")
+        if bernoulli:
+            variant("bernoulli", None, model__likelihood="bernoulli")
+    if not points:
+        raise ValueError("the sweep is empty: choose at least one β or decoder")
+    return points
+
+
+def start_sweep(manager: RunManager, points: Sequence[SweepPoint], prefix: str, kind: SweepKind) -> list[str]:
+    """Start a sweep in the background (one worker process, runs in turn); returns its run names."""
+    values = [p.value for p in points]
+    return manager.start_sweep([p.config for p in points], prefix, labels=[p.label for p in points],
+                               meta={"kind": kind, "values": values})
+
+
+# --- Reading sweeps -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep's record, ``<runs>/.sweeps/<id>.json``, as written by ``RunManager.start_sweep``."""
+
+    id: str
+    kind: str
+    runs: tuple[str, ...]
+    labels: tuple[str, ...]
+    values: tuple[float | None, ...]
+    created: float
+    pid: int | None
+
+
+def list_sweeps(root: str | Path, kind: SweepKind | None = None) -> list[Sweep]:
+    """Every readable sweep record under the runs folder ``root``, newest first."""
+    out = []
+    for p in (Path(root) / SWEEPS_DIR).glob("*.json"):
+        d = rd.read_json(p)
+        if not isinstance(d, dict) or not isinstance(d.get("runs"), list):
+            continue
+        runs = tuple(str(r) for r in d["runs"])
+        labels = tuple(str(x) for x in d.get("labels", runs))
+        values = d.get("values") or [None] * len(runs)
+        sw = Sweep(str(d.get("id", p.stem)), str(d.get("kind", "beta")), runs, labels,
+                   tuple(None if v is None else float(v) for v in values), float(d.get("created", 0.0)),
+                   d.get("pid") if isinstance(d.get("pid"), int) else None)
+        if kind is None or sw.kind == kind:
+            out.append(sw)
+    return sorted(out, key=lambda s: s.created, reverse=True)
+
+
+def sweep_of(root: str | Path, run: str) -> str | None:
+    """The id of the sweep that run ``run`` belongs to, if any."""
+    return next((s.id for s in list_sweeps(root) if run in s.runs), None)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class SweepRunState:
+    """One run of a sweep as the page lists it. ``state`` is the run's own state, except that a run
+    still waiting reads "queued" while the sweep worker lives and "not trained" once it is gone."""
+
+    name: str
+    label: str
+    value: float | None
+    state: str
+    progress: float
+    active: bool
+    exists: bool
+    note: str = ""
+
+
+def sweep_states(manager: RunManager, sweep: Sweep) -> list[SweepRunState]:
+    alive = _alive(sweep.pid)
+    out = []
+    for name, label, value in zip(sweep.runs, sweep.labels, sweep.values):
+        if not manager.exists(name):
+            out.append(SweepRunState(name, label, value, "deleted", 0.0, False, False))
+            continue
+        st = manager.status(name)
+        state, note = st.label, st.message or ""
+        if st.state == "stopped" and st.message == SWEEP_QUEUED:
+            state, note = ("queued", "") if alive else ("not trained", "the sweep worker is gone")
+        elif st.error:
+            note = st.error
+        out.append(SweepRunState(name, label, value, state, st.progress, st.active, True, note))
+    return out
+
+
+def sweep_active(states: Sequence[SweepRunState]) -> bool:
+    """True while some run trains or waits its turn (the page keeps refreshing)."""
+    return any(s.active or s.state == "queued" for s in states)
+
+
+# --- Measurements -------------------------------------------------------------------------
+class RateDistortion(NamedTuple):
+    """Test-set averages in nats per example (Alemi et al. 2018):
+    rate = KL(q(z|x) || p(z)), distortion = -E_q[log p(x|z)]; the ELBO is -(rate + distortion)."""
+
+    rate: float
+    distortion: float
+
+    @property
+    def elbo(self) -> float:
+        return -(self.rate + self.distortion)
+
+
+def rate_distortion(snapshot, x: torch.Tensor, seed: int = 0) -> RateDistortion:
+    """Rate and distortion of a snapshot (or model) on x, from ``evaluate.evaluate_elbo`` (seeded,
+    one posterior draw per example: the same numbers the trainer logs as test KL and log-likelihood)."""
+    model = getattr(snapshot, "model", snapshot)
+    ev = evaluate_elbo(model, x, seed=seed)
+    return RateDistortion(rate=ev["kl"], distortion=-ev["log_likelihood"])
+
+
+def squared_error(model, x: torch.Tensor) -> float:
+    """Mean over examples of ||x - E[x|z=mu]||², summed over pixels: a distortion in pixel units that
+    means the same for every decoder (the Gaussian's nats shift with log σ, Bernoulli's are not comparable)."""
+    rec = explore.reconstruct(model, x).mean  # (N, C, H, W)
+    xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return float(((xs - rec) ** 2).reshape(len(xs), -1).sum(1).mean())
+
+
+class GaussianBalance(NamedTuple):
+    """How a Gaussian decoder with this σ weighs its two terms (per pixel, nats).
+
+    weight: 1 / (2σ²), what multiplies the squared error in log p(x|z).
+    kl_weight_vs_sq_error: 2σ²β, the KL weight of the equivalent squared-error objective
+        ||x - f(z)||² + 2σ²β KL: a larger σ acts like a larger β.
+    log_norm: -log σ - ½ log 2π, the constant per pixel (why Gaussian distortion in nats can be negative).
+    """
+
+    weight: float
+    kl_weight_vs_sq_error: float
+    log_norm: float
+
+
+def gaussian_balance(sigma: float, beta: float = 1.0) -> GaussianBalance:
+    return GaussianBalance(1.0 / (2.0 * sigma**2), 2.0 * sigma**2 * beta, -float(np.log(sigma)) - 0.5 * float(np.log(2 * np.pi)))
+
+
+def calibrated_sigma(sq_error: float, pixels: int) -> float:
+    """σ* = sqrt(||x - f(z)||² / D), the σ that maximises the Gaussian likelihood for fixed means
+    (set d/dσ [-D log σ - SSE/(2σ²)] = 0; Rybkin et al. 2021). A learned σ should land near it."""
+    return float(np.sqrt(max(sq_error, 0.0) / max(1, pixels)))
+
+
+@dataclass(frozen=True, eq=False)
+class RunPanel:
+    """What the lab shows for one run of a sweep, at its latest snapshot.
+
+    rd: rate and distortion on the test set.  sq_error: see ``squared_error``.
+    sigma: the decoder σ (learned or fixed), None for Bernoulli.
+    samples: (n, C, H, W) decoder means of prior draws (``explore.sample_prior``).
+    noisy_samples: (n, C, H, W) full draws x ~ p(x|z) of the same codes (pixel noise of σ, or coin flips).
+    recon: (m, C, H, W) decoder means for the first m test images.
+    traversal: (V, C, H, W) the top-KL dim swept over ``traversal_values`` from the prior mean.
+    top_dim, top_kl: that dim and its KL (nats); n_active: active units (Burda et al. 2016).
+    """
+
+    step: int
+    epoch: int
+    likelihood: str
+    beta: float
+    rd: RateDistortion
+    sq_error: float
+    sigma: float | None
+    samples: np.ndarray
+    noisy_samples: np.ndarray
+    recon: np.ndarray
+    traversal: np.ndarray
+    traversal_values: np.ndarray
+    top_dim: int
+    top_kl: float
+    n_active: int
+    latent_dim: int
+
+
+@torch.no_grad()
+def run_panel(snapshot, x_test: torch.Tensor, n_samples: int = 8, n_recon: int = 8, steps: int = 7,
+              seed: int = 0) -> RunPanel:
+    """Everything the page draws for one run, from its snapshot and test images x_test (N, C, H, W)."""
+    model = snapshot.model
+    cfg = snapshot.config
+    rdist = rate_distortion(model, x_test, seed=seed)
+    summary = explore.latent_summary(model, x_test)
+    top = int(summary.order[0])
+    z, means = explore.sample_prior(model, n_samples, seed=seed)  # (n, D), (n, C, H, W)
+    g = torch.Generator().manual_seed(seed)
+    noisy = model.sample_image(model.decode(torch.as_tensor(z)), generator=g).numpy()  # x ~ p(x|z)
+    values = np.linspace(-3, 3, steps, dtype=np.float32)
+    trav = explore.traversal_grid(model, np.zeros(cfg.model.latent_dim, np.float32), [top], values)[0]  # (V, C, H, W)
+    recon = explore.reconstruct(model, x_test[:n_recon]).mean
+    sigma = None if cfg.model.likelihood == "bernoulli" else float(model.sigma)
+    return RunPanel(snapshot.step, snapshot.epoch, cfg.model.likelihood, cfg.train.beta, rdist,
+                    squared_error(model, x_test), sigma, means, noisy, recon, trav, values, top,
+                    float(summary.kl_per_dim[top]), summary.n_active, cfg.model.latent_dim)
+
+
+def sweep_name_prefix(dataset: str) -> str:
+    """A readable prefix such as ``mnist-1124-153012``; runs become ``mnist-1124-153012-beta0.25``
+    (the manager adds a suffix if the prefix is taken)."""
+    return f"{dataset.split(':')[0]}-{time.strftime('%m%d-%H%M%S')}"
