@@ -41,9 +41,10 @@ def _dataset_codes(run: str, step: int, mtime: float, _model, _x_train, _x_test)
 
 
 def _label(data, y: int) -> str:
+    """A class name, the label number, or "" for unlabelled data (y = -1)."""
     if data.class_names and 0 <= y < len(data.class_names):
         return data.class_names[y]
-    return str(y) if y >= 0 else "?"
+    return str(y) if y >= 0 else ""
 
 
 def _imported(source: str, payload: bytes, convert) -> ImportedImage:
@@ -104,7 +105,7 @@ def scatter_figure(test_mu: np.ndarray, labels: np.ndarray, z: np.ndarray, s: np
     palette = px.colors.qualitative.T10 if len(classes) <= 10 else px.colors.qualitative.Alphabet
     for i, c in enumerate(classes):
         m = lab == c
-        fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(c),
+        fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(c) or "test images",
                                    marker=dict(size=5, opacity=0.6, color=palette[i % len(palette)]),
                                    hoverinfo="name"))
     fig.add_trace(go.Scatter(
@@ -115,7 +116,7 @@ def scatter_figure(test_mu: np.ndarray, labels: np.ndarray, z: np.ndarray, s: np
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10), legend=dict(itemsizing="constant"),
                       xaxis_title=axes[0], yaxis_title=axes[1])
     if D == 1:
-        fig.update_yaxes(tickvals=[-1] + list(range(len(classes))), ticktext=["you"] + [str(c) for c in classes])
+        fig.update_yaxes(tickvals=[-1] + list(range(len(classes))), ticktext=["you"] + [str(c) or "test" for c in classes])
     return fig, note
 
 
@@ -182,7 +183,8 @@ def show_results(imported: ImportedImage, source: str) -> None:
             return
         st.markdown(f"**Nearest training images** (Euclidean distance between posterior means)")
         st.image([_ui.picture(data.x_train[i].numpy(), 84) for i in idx],
-                 caption=[f"{_label(data, int(data.y_train[i]))} · {d:.2f}" for i, d in zip(idx, dist)])
+                 caption=[" · ".join(filter(None, [_label(data, int(data.y_train[i])), f"d {d:.3g}"]))
+                          for i, d in zip(idx, dist)])
 
 
 # --- page ----------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ _ui.snapshot_caption(run, snap)
 data = _ui.run_dataset(snap)
 if data is None:
     st.stop()
-kind = "a handwritten digit" if data.preprocess == "digit" else f"a picture like the {data.name} images"
+kind = "a handwritten digit" if data.preprocess == "digit" else "a picture like the training images"
 st.caption(f"Upload or draw {kind}. It is turned into a {data.image_shape[1]}×{data.image_shape[2]} "
            f"{'colour' if data.image_shape[0] == 3 else 'grey'} input, encoded to q(z|x) and decoded again.")
 

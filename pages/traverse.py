@@ -36,10 +36,11 @@ def _summary(run: str, step: int, mtime: float, _model, _x) -> explore.LatentSum
 
 
 def _label_of(data, idx: int) -> str:
+    """"test image #idx · class", without the class when the data set has no labels (y = -1)."""
     y = int(data.y_test[idx])
     if data.class_names and 0 <= y < len(data.class_names):
-        return data.class_names[y]
-    return str(y) if y >= 0 else "?"
+        return f"#{idx} · {data.class_names[y]}"
+    return f"#{idx} · {y}" if y >= 0 else f"#{idx}"
 
 
 def _slider_key(d: int) -> str:
@@ -99,8 +100,9 @@ def dim_label(d: int) -> str:
 # --- base code -----------------------------------------------------------------------------
 chosen = _chosen_base(run, D)
 options = [ORIGIN, RANDOM] + ([CHOSEN] if chosen else [])
-# A base chosen on another page is new when its code differs from the last one seen: select it.
-chosen_sig = (run, tuple(np.round(np.asarray(chosen["z"], np.float64), 4))) if chosen else None
+# A base chosen on another page is selected when it is new: a new dict (each "Traverse from here"
+# press stores one, even for the same point again) or a new code.
+chosen_sig = (run, id(chosen), tuple(np.round(np.asarray(chosen["z"], np.float64), 4))) if chosen else None
 if chosen_sig and st.session_state.get("_traverse_chosen_seen") != chosen_sig:
     st.session_state["traverse_base_kind"] = CHOSEN
     st.session_state["_traverse_chosen_seen"] = chosen_sig
@@ -121,7 +123,7 @@ try:
         seed = st.session_state.get("traverse_seed", 0)
         idx = int(np.random.default_rng(seed).integers(len(data.x_test)))
         x = data.x_test[idx]
-        base = Base(RANDOM, explore.encode(model, x).mu[0], f"test image #{idx} · {_label_of(data, idx)}",
+        base = Base(RANDOM, explore.encode(model, x).mu[0], f"test image {_label_of(data, idx)}",
                     x.numpy())
         pick_col.button("Another random image", on_click=_next_random, key="traverse_another")
     else:
@@ -197,13 +199,17 @@ def slider_panel(base: Base) -> None:
             return
         st.session_state["traverse_image"] = img
         st.image(_ui.picture(img, 224), caption="Decoder mean at the slider code")
-        moved = [d for d in order if abs(z[d] - base.z[d]) >= STEP / 2]
-        st.caption("Moved from base: " + (", ".join(f"z{d} {z[d] - base.z[d]:+.2f}" for d in moved[:8])
+        start = np.array([_on_grid(v) for v in base.z])  # where "Reset to base" puts the sliders
+        moved = [d for d in order if abs(z[d] - start[d]) > 1e-6]
+        st.caption("Moved from base: " + (", ".join(f"z{d} {z[d] - start[d]:+.2f}" for d in moved[:8])
                                           + (" …" if len(moved) > 8 else "") if moved else "nothing yet"))
 
 
 st.subheader("Move one dimension")
 st.caption("Sliders are sorted by KL (nats): dims with more KL carry more information about the image.")
+if not active.any():
+    st.info("Every latent dim is collapsed (its posterior matches the prior), so the decoder ignores z and "
+            "the sliders barely change the image. Train longer, or with a smaller β.")
 slider_panel(base)
 
 
@@ -262,9 +268,9 @@ cr.button("Random pair", on_click=_random_pair, key="traverse_pair")
 
 xa, xb = data.x_test[ia], data.x_test[ib]
 ends, strips = st.columns([1, 5])
-with ends:
-    st.image([_ui.picture(xa.numpy(), 72), _ui.picture(xb.numpy(), 72)],
-             caption=[f"A: #{ia} · {_label_of(data, ia)}", f"B: #{ib} · {_label_of(data, ib)}"])
+with ends:  # two calls so A sits above B whatever the column width
+    st.image(_ui.picture(xa.numpy(), 72), caption=f"A: {_label_of(data, ia)}", width=72)
+    st.image(_ui.picture(xb.numpy(), 72), caption=f"B: {_label_of(data, ib)}", width=72)
 with strips:
     for method, text in (("linear", "Linear: a straight line between the two posterior means."),
                          ("spherical", "Spherical (slerp): keeps the code's length roughly constant, "

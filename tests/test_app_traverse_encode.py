@@ -60,9 +60,10 @@ def _slider_keys(at) -> list[str]:
 
 
 # --- empty state -------------------------------------------------------------------------------
-@pytest.mark.parametrize("page", ["pages/traverse.py", "pages/encode.py"])
-def test_empty_state(empty_runs, page):
-    at = page_app(page).run()
+# Not named "page": pytest-playwright owns that fixture name.
+@pytest.mark.parametrize("page_file", ["pages/traverse.py", "pages/encode.py"])
+def test_empty_state(empty_runs, page_file):
+    at = page_app(page_file).run()
     assert not at.exception
     assert any("No model yet" in i.value for i in at.info)
     assert any("Train a default model" in b.label for b in at.button)
@@ -169,7 +170,8 @@ def test_encode_dark_on_paper_jpeg_is_inverted(app_runs):
     assert len(at.session_state["encoded_upload"]["z"]) == 2
 
 
-@pytest.mark.parametrize("name,data", [("noise.png", np.random.default_rng(0).bytes(4000)), ("empty.png", b"")])
+@pytest.mark.parametrize("name,data", [("noise.png", np.random.default_rng(0).bytes(4000)), ("empty.png", b"")],
+                         ids=["random-bytes", "zero-bytes"])
 def test_encode_bad_file_shows_an_error(app_runs, name, data):
     at = page_app("pages/encode.py", run="tiny").run()
     _upload(at, name, data, "image/png")
