@@ -108,9 +108,10 @@ def scatter_figure(test_mu: np.ndarray, labels: np.ndarray, z: np.ndarray, s: np
         fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(c) or "test images",
                                    marker=dict(size=5, opacity=0.6, color=palette[i % len(palette)]),
                                    hoverinfo="name"))
-    fig.add_trace(go.Scatter(
+    # WebGL too: an SVG trace would be drawn underneath the WebGL points and hide in a dense cloud.
+    fig.add_trace(go.Scattergl(
         x=star[:, 0], y=star[:, 1], mode="markers", name="your image",
-        marker=dict(symbol="star", size=22, color="#111", line=dict(color="#ffd400", width=2)),
+        marker=dict(symbol="star", size=26, color="#111", line=dict(color="white", width=2)),
         error_x=dict(type="data", array=[err_x], color="#111") if err_x is not None else None,
         error_y=dict(type="data", array=[err_y], color="#111") if err_y is not None else None))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10), legend=dict(itemsizing="constant"),
@@ -181,10 +182,11 @@ def show_results(imported: ImportedImage, source: str) -> None:
         except Exception as e:
             st.error(f"Could not find neighbours: {e}")
             return
-        st.markdown(f"**Nearest training images** (Euclidean distance between posterior means)")
-        st.image([_ui.picture(data.x_train[i].numpy(), 84) for i in idx],
-                 caption=[" · ".join(filter(None, [_label(data, int(data.y_train[i])), f"d {d:.3g}"]))
-                          for i, d in zip(idx, dist)])
+        st.markdown("**Nearest training images** (d: Euclidean distance between posterior means)")
+        # One column per neighbour: equal sizes whatever the caption lengths.
+        for col, i, d in zip(st.columns(N_NEIGHBOURS), idx, dist):
+            col.image(_ui.picture(data.x_train[i].numpy(), 112), width="stretch",
+                      caption=" · ".join(filter(None, [_label(data, int(data.y_train[i])), f"d {d:#.3g}"])))
 
 
 # --- page ----------------------------------------------------------------------------------
