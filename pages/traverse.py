@@ -84,6 +84,9 @@ st.caption("Start from a code, then move one latent dimension at a time. Values 
 data = _ui.run_dataset(snap)
 if data is None:
     st.stop()
+if len(data.x_test) == 0:
+    st.info("The run's data set has no test images to measure, pick or interpolate.")
+    st.stop()
 
 try:
     summary = _summary(run, snap.step, snap.mtime, model, data.x_test)

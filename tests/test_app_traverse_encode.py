@@ -203,3 +203,15 @@ def test_encode_traverse_button_hands_the_code_to_traverse(app_runs):
     assert not tr.exception
     assert tr.radio(key="traverse_base_kind").value == "chosen"
     assert "your image" in _texts(tr)
+
+
+def test_encode_without_the_drawing_component_still_uploads(app_runs, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", None)  # makes the import fail
+    at = page_app("pages/encode.py", run="tiny").run()
+    assert not at.exception
+    assert any("drawing pad is not available" in w.value for w in at.warning)
+    _upload(at, "seven.png", white_on_black_png(), "image/png")
+    assert not at.exception and not at.error
+    assert at.session_state["encoded_upload"]["run"] == "tiny"
