@@ -85,17 +85,18 @@ def _image_rows(rows: list[tuple[str, np.ndarray]], ids: np.ndarray, rec: explor
 
 
 @st.cache_data(max_entries=16, show_spinner="Scoring every test image…")
-def _worst_then_best(run: str, step: int, mtime: float, _model, _x) -> tuple[np.ndarray, explore.Reconstruction]:
-    """The worst then the best reconstructed test images (indices) and their reconstructions.
+def _worst_then_best(run: str, step: int, mtime: float, _model, _x) -> tuple[np.ndarray, tuple]:
+    """The worst then the best reconstructed test images: (indices, Reconstruction fields).
 
     Computed once per snapshot: the leading underscores keep the model and data out of the
     cache key, since (run, step, mtime) already names the weights. The losses shown come
     from the same seeded full-set pass that ranked them, so the order and numbers agree.
+    Plain arrays are cached (a pickled dataclass breaks when vae_core is reloaded).
     """
     best, worst = explore.best_and_worst(_model, _x, n=N_BEST_WORST)
     ids = np.concatenate([worst, best])
     full = explore.reconstruct(_model, _x)  # same seed as the ranking: identical per-image losses
-    return ids, explore.Reconstruction(full.mean[ids], None, full.per_example_loss[ids], full.log_likelihood[ids], full.kl[ids])
+    return ids, (full.mean[ids], None, full.per_example_loss[ids], full.log_likelihood[ids], full.kl[ids])
 
 
 def _ranked(run: str, s) -> dict:
@@ -109,8 +110,8 @@ def _ranked(run: str, s) -> dict:
     training = _ui.refresh_every(run) is not None
     if kept and kept["run"] == run and (kept["step"] == s.step or (training and kept["epoch"] == s.epoch)):
         return kept
-    ids, rec = _worst_then_best(run, s.step, s.mtime, s.model, data.x_test)
-    kept = {"run": run, "step": s.step, "epoch": s.epoch, "ids": ids, "rec": rec}
+    ids, fields = _worst_then_best(run, s.step, s.mtime, s.model, data.x_test)
+    kept = {"run": run, "step": s.step, "epoch": s.epoch, "ids": ids, "rec": explore.Reconstruction(*fields)}
     st.session_state["_recon_ranked"] = kept
     return kept
 
@@ -127,22 +128,25 @@ def live(run: str, ids: np.ndarray, seed: int) -> None:
     if s is None:
         return
     _ui.snapshot_caption(run, s)
-    try:
-        rec = explore.reconstruct(s.model, data.x_test[ids], sample=True, seed=seed)
-        ranked = _ranked(run, s)
-        bw, rec_bw = ranked["ids"], ranked["rec"]
-    except Exception as e:  # never let an engine error take the page down
-        st.error(f"Could not reconstruct with this snapshot: {e}")
-        return
-
     what = f"{len(ids)} random test images" if not chosen else f"{len(ids)} test images of class **{chosen}**"
     st.subheader("Inputs and reconstructions")
     st.caption(f"{what} (pick seed {seed}). *Mean*: the decoder's mean image at z = μ. "
                "*Sampled*: a full draw, z ~ q(z|x) then x ~ p(x|z), so it shows the decoder's noise too.")
+    try:
+        rec = explore.reconstruct(s.model, data.x_test[ids], sample=True, seed=seed)
+    except Exception as e:  # never let an engine error take the page down
+        st.error(f"Could not reconstruct with this snapshot: {e}")
+        return
     _image_rows([("**input**", data.x_test[ids].numpy()), ("**mean**", rec.mean), ("**sampled**", rec.sampled)], ids, rec)
 
+    # Drawn after the pick: scoring the whole test set can take a few seconds on a busy CPU.
     st.subheader("Worst and best of the test set")
-    k = len(bw) // 2
+    try:
+        ranked = _ranked(run, s)
+    except Exception as e:
+        st.error(f"Could not score the test set with this snapshot: {e}")
+        return
+    bw, rec_bw, k = ranked["ids"], ranked["rec"], len(ranked["ids"]) // 2
     when = f"scored on the snapshot at step {ranked['step']:,}" + (
         ", and again when the epoch changes" if _ui.refresh_every(run) else "")
     st.caption(f"The {k} test images with the highest loss (worst first), then the {k} with the lowest "
