@@ -8,6 +8,8 @@ Session state read and written here (shared with the Traverse and Encode pages):
 Private to this page: ls_method, ls_dim_x, ls_dim_y, ls_ellipses (widgets), ls_scatter (the
 chart's selection), _ls_tsne (the t-SNE layout in use, see tsne_layout).
 """
+from dataclasses import astuple
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -48,19 +50,29 @@ def _class(i: int) -> str:
 
 
 # --- cached per snapshot: (run, step, mtime) names the weights; _args stay out of the key --
+# The cached values are plain tuples of arrays, rebuilt into the engine's dataclasses on the
+# way out: a pickled dataclass breaks when Streamlit reloads vae_core after an edit on disk.
 @st.cache_data(max_entries=16, show_spinner=False)
-def _codes(run: str, step: int, mtime: float, _model, _x) -> explore.Codes:
-    return explore.encode(_model, _x)
+def _cached_codes(run: str, step: int, mtime: float, _model, _x) -> tuple:
+    return astuple(explore.encode(_model, _x))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _summary(run: str, step: int, mtime: float, _model, _x) -> explore.LatentSummary:
-    return explore.latent_summary(_model, _x)
+def _cached_summary(run: str, step: int, mtime: float, _model, _x) -> tuple:
+    return astuple(explore.latent_summary(_model, _x))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _tsne(run: str, step: int, mtime: float, _mu: np.ndarray) -> explore.Projection:
-    return explore.project_2d(_mu, "tsne", seed=0)
+def _cached_tsne(run: str, step: int, mtime: float, _mu: np.ndarray) -> tuple:
+    return astuple(explore.project_2d(_mu, "tsne", seed=0))
+
+
+def _codes(run: str, s, x) -> explore.Codes:
+    return explore.Codes(*_cached_codes(run, s.step, s.mtime, s.model, x))
+
+
+def _summary(run: str, s, x) -> explore.LatentSummary:
+    return explore.LatentSummary(*_cached_summary(run, s.step, s.mtime, s.model, x))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -83,7 +95,7 @@ def tsne_layout(run: str, s, codes: explore.Codes) -> tuple[explore.Projection, 
     update = training and behind and st.button("Update t-SNE to the latest snapshot", key="ls_tsne_update")
     if stale or update or (behind and not training):
         with st.spinner(f"Running t-SNE on {len(codes.mu):,} codes (this takes a few seconds)…"):
-            proj = _tsne(run, s.step, s.mtime, codes.mu)
+            proj = explore.Projection(*_cached_tsne(run, s.step, s.mtime, codes.mu))
         pinned = {"run": run, "step": s.step, "epoch": s.epoch, "mu": codes.mu, "proj": proj}
         st.session_state["_ls_tsne"] = pinned
     note = (f" Computed on the snapshot at step {pinned['step']:,} (epoch {pinned['epoch']}); t-SNE is slow, so while "
@@ -151,8 +163,8 @@ def live(run: str) -> None:
     _ui.snapshot_caption(run, s)
     d = s.config.model.latent_dim
     try:
-        codes = _codes(run, s.step, s.mtime, s.model, x_shown)
-        summary = _summary(run, s.step, s.mtime, s.model, x_shown)
+        codes = _codes(run, s, x_shown)
+        summary = _summary(run, s, x_shown)
     except Exception as e:
         st.error(f"Could not encode the test set with this snapshot: {e}")
         return
