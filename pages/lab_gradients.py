@@ -50,7 +50,7 @@ def model_lab(name: str, snap) -> None:
     if data is None:
         return
     c1, c2, c3, c4, c5 = st.columns(5)
-    n_img = c1.select_slider("Test images in the batch", [4, 8, 16, 32, 64], value=16,
+    n_img = c1.select_slider("Test images in the batch", [4, 8, 16, 32, 64], value=32,
                              help="The gradient is that of the batch-mean objective. Fewer images run faster.")
     l_max = c2.select_slider("Largest L (draws per image)", [16, 64, 256, 1024], value=256)
     repeats = c3.select_slider("Estimates at the largest L", [2, 4, 8, 16], value=4,
@@ -97,7 +97,7 @@ def _distance_figure(r: lg.GradientStudy) -> go.Figure:
         fig.add_scatter(x=r.ls, y=np.array(r.expected_distance[e]) / r.reference_norm, mode="lines",
                         line=dict(color=COLORS[e], dash="dot"), name="noise alone", showlegend=e == "score")
     fig.update_xaxes(type="log", title_text="L, draws per image")
-    fig.update_yaxes(type="log", title_text="‖average − reference‖ / ‖reference‖")
+    fig.update_yaxes(type="log", title_text="‖average − reference‖ / ‖reference‖", dtick=1)
     fig.update_layout(title="How far each estimator's average lands from the reference", height=380,
                       margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
@@ -146,19 +146,22 @@ def show_model_result(r: lg.GradientStudy) -> None:
         st.markdown(
             f"What one optimiser step sees: at L = {r.ls[i0]} a single score-function estimate is off by "
             f"**{rel['score']:.0f}×** the gradient's own length, a reparameterised one by **{rel['reparam']:.2f}×**.")
-        rows = [{"L": L, **{lg.LABELS[e]: _fmt(r.rel_error[e][i]) for e in lg.ESTIMATORS}} for i, L in enumerate(r.ls)]
+        short = {"score": "score function", "baseline": "+ baseline", "reparam": "reparam."}
+        rows = [{"L": L, **{short[e]: _fmt(r.rel_error[e][i]) for e in lg.ESTIMATORS}} for i, L in enumerate(r.ls)]
         st.caption("Error of one estimate, relative to ‖reference‖")
         st.dataframe(rows, hide_index=True, width="stretch")
 
     st.subheader("SGVB estimators A and B")
     a, b = r.elbo["A"], r.elbo["B"]
     c1, c2, c3 = st.columns([1, 1, 3])
-    c1.metric("A: Monte Carlo KL (eq. 6)", f"{a['mean_variance']:.3g} nats²", help="Variance of the one-draw ELBO estimate per image")
-    c2.metric("B: analytic KL (eq. 7)", f"{b['mean_variance']:.3g} nats²")
+    c1.metric("A · Monte Carlo KL", f"{a['mean_variance']:.3g}",
+              help="Estimator A, Kingma & Welling eq. 6: variance of the one-draw ELBO estimate per image, nats²")
+    c2.metric("B · analytic KL", f"{b['mean_variance']:.3g}",
+              help="Estimator B, Kingma & Welling eq. 7: variance of the one-draw ELBO estimate per image, nats²")
     quieter = "B" if b["mean_variance"] < a["mean_variance"] else "A"
     c3.markdown(
-        f"Variance of a one-draw ELBO estimate per image (mean over the batch; both average "
-        f"{a['mean_elbo']:.1f} vs {b['mean_elbo']:.1f} nats, the same ELBO). B replaces the sampled "
+        f"Variance (nats²) of a one-draw ELBO estimate per image, mean over the batch; both average "
+        f"{a['mean_elbo']:.1f} vs {b['mean_elbo']:.1f} nats, the same ELBO. B replaces the sampled "
         "log q(z|x) − log p(z) by its exact expectation, the KL, which removes that term's noise. "
         + ("Here B is the quieter one, as Kingma & Welling expect." if quieter == "B" else
            "Here A is the quieter one: on a trained model the noise of log q(z|x) − log p(z) partly cancels the noise "
@@ -182,7 +185,7 @@ def toy_lab() -> None:
     base = BASELINES[c4.radio("Baseline", list(BASELINES), key="toy-baseline")]
     t = _toy(mu, sigma, c, base)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("∂/∂μ: mean ± 95% CI", "∂/∂log σ: mean ± 95% CI",
-                                                        "variance of one estimate (both coordinates)"))
+                                                        "variance of one estimate"))
     for k, e in enumerate(lg.ESTIMATORS):
         mean, se = np.array(t.mean[e]), np.array(t.se[e])
         xs = np.array(t.ls) * (1.12 ** (k - 1))  # nudge sideways so the error bars do not overlap
@@ -192,8 +195,8 @@ def toy_lab() -> None:
         fig.add_scatter(x=t.ls, y=np.array(t.variance[e]).sum(1), mode="lines+markers", line=dict(color=COLORS[e]),
                         name=lg.LABELS[e], showlegend=False, row=1, col=3)
     for col, exact in ((1, t.exact[0]), (2, t.exact[1])):
-        fig.add_hline(y=exact, line=dict(color="black", dash="dash"), row=1, col=col,
-                      annotation_text=f"exact {exact:.3g}", annotation_position="top left")
+        fig.add_scatter(x=[t.ls[0] / 1.5, t.ls[-1] * 1.5], y=[exact, exact], mode="lines", name="exact gradient",
+                        line=dict(color="black", dash="dash"), showlegend=col == 1, row=1, col=col)
     fig.update_xaxes(type="log", title_text="L")
     fig.update_yaxes(type="log", row=1, col=3, exponentformat="power")
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
@@ -202,8 +205,8 @@ def toy_lab() -> None:
     st.markdown(
         f"q(z) = N(μ, σ²) and f(z) = (z − c)², so E_q f = (μ − c)² + σ² and the exact gradient is "
         f"∂/∂μ = 2(μ − c) = **{t.exact[0]:.3g}**, ∂/∂log σ = 2σ² = **{t.exact[1]:.3g}** (dashed lines). "
-        f"Every estimator's average covers the exact value within its 95% interval ({t.groups[0]:,} estimates at "
-        f"L = 1, {t.groups[-1]:,} at L = {t.ls[-1]}): none is biased. They differ only in spread: at L = 1 the score "
+        f"Every estimator's average over {t.groups[0]:,} independent estimates covers the exact value within its "
+        "95% interval at every L: none is biased (the leave-one-out baseline needs L ≥ 2). They differ only in spread: at L = 1 the score "
         f"function's variance is **{ratio:.0f}×** the reparameterisation's. Move μ away from c and the score function "
         "gets worse, because f(z) grows and it multiplies its random direction by f's whole value; a baseline "
         "removes the part of f that every draw shares.")

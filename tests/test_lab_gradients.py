@@ -3,6 +3,7 @@ VAE, SGVB estimators A and B, and the page (AppTest)."""
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import pytest
 import torch
@@ -13,7 +14,10 @@ from vae_core.config import ModelConfig
 from vae_core.linear_gaussian import LinearGaussian
 from vae_core.model import VAE
 
-Z99 = 2.576  # two-sided 99% normal quantile
+
+def z_family(checks: int, level: float = 0.99) -> float:
+    """Bonferroni: the two-sided quantile that makes ``checks`` intervals hold together at ``level``."""
+    return NormalDist().inv_cdf(1 - (1 - level) / (2 * checks))
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +31,16 @@ def test_toy_exact_gradient_is_the_closed_form():
 
 
 def test_toy_every_estimator_is_unbiased(toy):
+    # 2 coordinates x len(ls) values of L per estimator: a joint 99% interval for each estimator.
     exact = torch.tensor(toy.exact)
+    z = z_family(2 * len(toy.ls))
     for e in lg.ESTIMATORS:
         for i, L in enumerate(toy.ls):
             mean, se = torch.tensor(toy.mean[e][i]), torch.tensor(toy.se[e][i])
             if e == "baseline" and L == 1:  # leave-one-out needs two draws
                 assert torch.isnan(mean).all()
                 continue
-            assert ((mean - exact).abs() <= Z99 * se).all(), (e, L, mean, se, exact)
+            assert ((mean - exact).abs() <= z * se).all(), (e, L, mean, se, exact)
 
 
 def test_toy_estimators_differ_only_in_variance(toy):
@@ -44,14 +50,15 @@ def test_toy_estimators_differ_only_in_variance(toy):
     # Means of L i.i.d. terms: variance ~ 1/L (within sampling error).
     for e in ("score", "reparam"):
         scaled = var[e] * torch.tensor(toy.ls, dtype=torch.float64)
-        assert scaled.max() / scaled.min() < 1.3, (e, scaled)
+        assert scaled.max() / scaled.min() < 1.5, (e, scaled)
 
 
 def test_toy_posterior_mean_baseline_works_at_one_sample():
     t = lg.toy_study(ls=(1, 4), repeats=4000, baseline="mean", seed=1)
     var = {e: torch.tensor(t.variance[e]).sum(1) for e in lg.ESTIMATORS}
     assert (var["baseline"] < var["score"]).all()
-    assert ((torch.tensor(t.mean["baseline"]) - torch.tensor(t.exact)).abs() <= Z99 * torch.tensor(t.se["baseline"])).all()
+    err = (torch.tensor(t.mean["baseline"]) - torch.tensor(t.exact)).abs()
+    assert (err <= z_family(4) * torch.tensor(t.se["baseline"])).all()
 
 
 def test_group_estimates_match_hand_formulas():
