@@ -54,11 +54,13 @@ def image_lab(name: str, snap, data) -> None:
     with settings:
         c1, c2, c3, c4 = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
         idx = c1.number_input("Test image", min_value=0, max_value=n - 1, step=1, key="ml-index")
-        c2.button("🎲", help="A random test image", on_click=_random_image, args=(n,))
+        c2.button("Random", help="Pick a random test image", on_click=_random_image, args=(n,))
         k_max = c3.select_slider("Largest K (draws)", [500, 1000, 2000, 5000, 10000, 20000], value=5000)
         repeats = c4.select_slider("Repeats", [2, 5, 10, 20], value=10,
                                    help="Independent runs of each estimator; the band is their spread.")
-        go_ = st.button("Estimate log p(x)", type="primary", help="About a few seconds for the defaults on a CPU.")
+        b1, b2 = st.columns([1, 2], vertical_alignment="center")
+        go_ = b1.button("Estimate log p(x)", type="primary", help="About a few seconds for the defaults on a CPU.")
+        zoom = b2.checkbox("Zoom on the encoder's curve", help="The prior's curve starts far below; zoom to see L_K rise from the ELBO.")
     x = data.x_test[idx : idx + 1]
     pic.image(_ui.picture(x[0].numpy(), target_px=112), caption=f"test image {idx}")
     key = (name, snap.step, int(idx), k_max, repeats)
@@ -72,10 +74,10 @@ def image_lab(name: str, snap, data) -> None:
     if result is None:
         st.info("Press **Estimate log p(x)** to run both importance samplers on this image.")
         return
-    show_image_result(result)
+    show_image_result(result, zoom)
 
 
-def _estimate_figure(r: lm.MarginalStudy) -> go.Figure:
+def _estimate_figure(r: lm.MarginalStudy, zoom: bool = False) -> go.Figure:
     fig = go.Figure()
     ks = np.array(r.ks)
     for p in lm.PROPOSALS:
@@ -87,7 +89,13 @@ def _estimate_figure(r: lm.MarginalStudy) -> go.Figure:
     fig.add_hline(y=r.elbo, line=dict(color="gray", dash="dash"), annotation_text=f"ELBO {r.elbo:.1f}",
                   annotation_position="bottom right")
     fig.add_hline(y=r.iwae, line=dict(color="black", dash="dot"),
-                  annotation_text=f"IWAE bound, K = {r.ks[-1]:,}: {r.iwae:.1f}", annotation_position="top right")
+                  annotation_text=f"IWAE bound, K = {r.ks[-1]:,}: {r.iwae:.1f}", annotation_position="top left")
+    if zoom:
+        q = r.estimates["posterior"]
+        lo = min(r.elbo, float((q.mean(1) - q.std(1)).min()))
+        hi = max(r.iwae, float((q.mean(1) + q.std(1)).max()), r.exact if r.exact is not None else -np.inf)
+        pad = 0.15 * (hi - lo) + 0.5
+        fig.update_yaxes(range=[lo - pad, hi + pad])
     if r.exact is not None:
         fig.add_hline(y=r.exact, line=dict(color="green"), annotation_text="exact log p(x)")
     fig.update_xaxes(type="log", title_text="K, number of draws")
@@ -120,30 +128,34 @@ def _weights_figure(r: lm.MarginalStudy) -> go.Figure:
     return fig
 
 
-def show_image_result(r: lm.MarginalStudy) -> None:
+def show_image_result(r: lm.MarginalStudy, zoom: bool = False) -> None:
     (pm, ps), (qm, qs) = r.final("prior"), r.final("posterior")
     ess_p, ess_q = r.ess["prior"][-1].mean(), r.ess["posterior"][-1].mean()
     k = r.ks[-1]
     left, right = st.columns([3, 2])
-    left.plotly_chart(_estimate_figure(r), width="stretch", key="ml-estimates")
+    left.plotly_chart(_estimate_figure(r, zoom), width="stretch", key="ml-estimates")
     with right:
         st.markdown(
             f"**What you see.** With K = {k:,} draws the prior-sampling estimate is **{pm:.1f} ± {ps:.1f}** nats, "
             f"the encoder-sampling one **{qm:.1f} ± {qs:.1f}** (mean ± s.d. over {r.repeats} repeats). Both "
-            "estimate the same log p(x) and both get there as K → ∞, but the encoder's curve starts at the "
-            f"ELBO ({r.elbo:.1f}) and is nearly flat, while the prior's climbs slowly from far below "
-            f"and is still {qm - pm:.1f} nats short.")
+            "estimate the same log p(x) and both get there as K → ∞. The encoder's curve starts at the ELBO "
+            f"({r.elbo:.1f}) and rises {r.iwae - r.elbo:.1f} nats; the prior's climbs from far below and is still "
+            f"**{qm - pm:.1f} nats** under the encoder's (which is itself, on average, below log p(x)).")
         st.markdown(
-            "**Why.** log p(x) = log E_z~r[p(x|z) p(z) / r(z)] for any proposal r. Only z that "
+            "**Why.** log p(x) = log E_z~r[p(x|z) p(z) / r(z)] holds for any proposal r, but only z that "
             "explain *this* image (where p(x|z) is not negligible) contribute, and they fill a tiny corner of "
-            "the prior. Draws from N(0, I) almost never land there, so the average is decided by the one or "
-            "two luckiest draws and is too low until K is huge (a log of an average is biased low when the "
-            "average is noisy). The encoder q(z|x) was trained to propose exactly those z, so almost every "
-            "draw counts.")
+            "the prior. Draws from N(0, I) almost never land there: their log weights spread over hundreds of "
+            "nats (histogram below), so the average is decided by the luckiest draw and comes out too low until "
+            "K is huge (the log of a noisy average is biased low). The encoder q(z|x) was trained to propose "
+            "those z: its log weights vary by a few nats, so a handful of draws already lands close.")
+        note = ""
+        if ess_q < 0.05 * k:
+            note = (" Even the encoder's ESS is a small fraction of K: q(z|x) does not match the true posterior "
+                    f"exactly, and the rise from the ELBO to L_K ({r.iwae - r.elbo:.1f} nats) measures that mismatch.")
         st.markdown(
-            f"**Effective sample size** at K = {k:,}: prior **{ess_p:,.1f}**, encoder **{ess_q:,.0f}** draws. "
+            f"**Effective sample size** at K = {k:,}: prior **{ess_p:,.1f}**, encoder **{ess_q:,.1f}** draws. "
             f"The largest single weight carries {100 * r.top_weight['prior']:.0f}% of the prior's sum and "
-            f"{100 * r.top_weight['posterior']:.0f}% of the encoder's.")
+            f"{100 * r.top_weight['posterior']:.0f}% of the encoder's.{note}")
         st.caption(f"Computed in {r.seconds:.1f} s. The estimate with z ~ q(z|x) is the importance-weighted "
                    "bound of Burda et al. (2016); its mean rises from the ELBO (K = 1) towards log p(x).")
     c1, c2 = st.columns(2)
