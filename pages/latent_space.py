@@ -297,9 +297,10 @@ def _selected(run: str, s, index: int | None) -> None:
         return
     label = f"test image #{index}" + (f" ({_class(index)})" if _class(index) else "")
     c_in, c_rec, c_code = st.columns([1, 1, 3])
-    c_in.image(_ui.picture(x[0].numpy(), 140), caption=label, output_format="PNG")
-    # The loss goes in its own caption: a caption wider than the picture would stretch the picture.
-    c_rec.image(_ui.picture(rec.mean[0], 140), caption="reconstruction (mean)", output_format="PNG")
+    # Width pinned to the picture's own size: a caption wider than the picture would stretch it.
+    pic_in, pic_rec = _ui.picture(x[0].numpy(), 140), _ui.picture(rec.mean[0], 140)
+    c_in.image(pic_in, caption=label, width=pic_in.shape[1], output_format="PNG")
+    c_rec.image(pic_rec, caption="reconstruction (mean)", width=pic_rec.shape[1], output_format="PNG")
     c_rec.caption(f"loss {rec.per_example_loss[0]:.1f} nats")
     d = len(code.mu[0])
     bars = go.Figure(go.Bar(x=[f"z{k}" for k in range(d)], y=code.mu[0],
