@@ -2,6 +2,7 @@
 
 All the math is in vae_core.lab_gradients; this page picks settings, runs it and draws.
 """
+import dataclasses
 import math
 import threading
 from collections import OrderedDict
@@ -171,8 +172,14 @@ def show_model_result(r: lg.GradientStudy) -> None:
 
 # --- the toy --------------------------------------------------------------------------------
 @st.cache_data(max_entries=32, show_spinner="Sampling the toy…")
+def _toy_fields(mu: float, sigma: float, c: float, baseline: str) -> dict:
+    # Cached as a plain dict: a pickled dataclass would not survive vae_core being reloaded.
+    t = lg.toy_study(mu=mu, sigma=sigma, c=c, ls=(1, 4, 16, 64, 256), repeats=1000, baseline=baseline, seed=0)
+    return dataclasses.asdict(t)
+
+
 def _toy(mu: float, sigma: float, c: float, baseline: str) -> lg.ToyStudy:
-    return lg.toy_study(mu=mu, sigma=sigma, c=c, ls=(1, 4, 16, 64, 256), repeats=1000, baseline=baseline, seed=0)
+    return lg.ToyStudy(**_toy_fields(mu, sigma, c, baseline))
 
 
 def toy_lab() -> None:

@@ -197,7 +197,7 @@ def gradient_study(
 
     One pool of repeats * max(ls) draws per image feeds every L: for each L the pool is cut into
     min(pool // L, max_groups) disjoint groups, each an independent L-sample estimate (so the
-    largest L gets ``repeats`` estimates, smaller L more). The reference is the reparameterisation
+    largest L gets ``repeats`` estimates, smaller L up to ``max_groups``). The reference is the reparameterisation
     estimate from ``reference_samples`` further draws.
     """
     t0 = time.perf_counter()
@@ -244,7 +244,7 @@ def gradient_study(
         # One batched vector-Jacobian product for all estimators at this L; the objective is
         # the batch mean, so each image's cotangent is scaled by 1/B.
         gp = jac.vjp(torch.cat([est[e] for e in names]) / batch) if names else None
-        for j, e in enumerate(ESTIMATORS):
+        for e in ESTIMATORS:
             if e not in names:
                 var[e].append(math.nan), dist[e].append(math.nan), rel[e].append(math.nan)
                 continue
