@@ -180,9 +180,15 @@ def live(run: str) -> None:
                                "Two latent dims: the raw coordinates of two chosen dims.")
         method = {"PCA": "pca", "t-SNE": "tsne", "two latent dims": "dims"}[choice]
         if method == "dims":
-            top = [int(k) for k in summary.order[:2]]  # default: the two most informative dims
-            a = c2.selectbox("x: latent dim", range(d), index=top[0], key="ls_dim_x", format_func=lambda k: f"z{k}")
-            b = c3.selectbox("y: latent dim", range(d), index=top[1], key="ls_dim_y", format_func=lambda k: f"z{k}")
+            # Defaults (the two most informative dims) go through session state, not index=, so a
+            # ranking that shifts while the run trains never resets the user's choice; a choice
+            # out of range for this run's latent size falls back to the default.
+            top = [int(k) for k in summary.order[:2]]
+            for key, default in (("ls_dim_x", top[0]), ("ls_dim_y", top[1])):
+                if st.session_state.get(key) not in range(d):
+                    st.session_state[key] = default
+            a = c2.selectbox("x: latent dim", range(d), key="ls_dim_x", format_func=lambda k: f"z{k}")
+            b = c3.selectbox("y: latent dim", range(d), key="ls_dim_y", format_func=lambda k: f"z{k}")
             dims = (a, b)
 
     try:
