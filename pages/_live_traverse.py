@@ -101,7 +101,7 @@ export default function(component) {
         root._st.z[dim.dim] = parseFloat(input.value); out.textContent = root._st.z[dim.dim].toFixed(2);
         render(row);
       });
-      input.addEventListener('change', () => setStateValue('z', Array.from(root._st.z)));  // release
+      input.addEventListener('change', () => setStateValue('z', { token: data.token, z: Array.from(root._st.z) }));  // release
       wrap.append(name, input, out); box.appendChild(wrap);
     });
   }
@@ -137,6 +137,7 @@ def live_sliders(model, z: np.ndarray, dims: list[int], labels: list[str], token
     }
     result = _component(key=key, data=payload, default={"z": None}, on_z_change=lambda: None)
     value = getattr(result, "z", None)
-    if value is not None and len(value) == len(z):
-        return np.asarray(value, dtype=np.float32)
+    # A release reported for an older base (before a reset or a new base) is ignored.
+    if isinstance(value, dict) and value.get("token") == token and len(value.get("z") or []) == len(z):
+        return np.asarray(value["z"], dtype=np.float32)
     return np.asarray(z, dtype=np.float32)

@@ -60,8 +60,26 @@ def run_dataset(snap: rd.Snapshot) -> Dataset | None:
 
 
 # --- the selected run ------------------------------------------------------------------
+def _route_through_app() -> None:
+    """Make a deep link (/sample?run=…) on a fresh server run app.py's navigation.
+
+    Streamlit treats a `pages/` folder next to the entry script as a v1 multipage app until
+    the first `st.navigation` call in the process; a first visit straight to /sample then runs
+    pages/sample.py alone (no run picker, the folder listed in the sidebar). Leaving that mode
+    and rerunning sends this and every later run through app.py. Private API, so guarded.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def selected_run() -> str | None:
     """The run every page works on: from the session, the URL (?run=…), the active run, or the newest."""
+    _route_through_app()
     m = manager()
     name = st.session_state.get("run") or st.query_params.get("run")
     if name and m.exists(name):

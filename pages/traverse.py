@@ -5,6 +5,8 @@ Session state this page reads and writes (shared contract with Latent space and 
                   run is the selected run.
   traverse_z<d>   the slider value of latent dim d (raw dim index, not the KL rank).
   traverse_image  the last decoded slider image, (C, H, W) floats in [0, 1]; tests read it.
+  traverse_live   True (default): sliders decode in the browser while dragged (pages/_live_traverse.py)
+                  and report on release; False: Streamlit sliders, decoded on the server on release.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 import streamlit as st
 
 from pages import _ui
+from pages._live_traverse import live_sliders
 from vae_core import explore
 
 LO, HI, STEP = -3.0, 3.0, 0.05  # slider range in prior standard deviations
@@ -182,30 +185,61 @@ def latent_controls(base: Base) -> np.ndarray:
                      for d in range(D)], np.float32)
 
 
-@st.fragment
+def _live_controls(base: Base, model, sig: tuple) -> np.ndarray:
+    """Browser-side sliders: the image follows the drag; the code comes back on release."""
+    dims = order[:TOP_SLIDERS * 2]  # the widget shows them in one column: keep it to a screenful
+    start = np.array([st.session_state.get(_slider_key(d), base.z[d]) for d in range(D)], np.float32)
+    token = f"{sig[0]}|{sig[1]}|{hash(sig[2])}|{st.session_state.get('_traverse_resets', 0)}"
+    z = live_sliders(model, start, dims, [dim_label(d) for d in dims], token=token, key="traverse_live_widget")
+    for d in range(D):  # the server agrees with the browser after each release
+        st.session_state[_slider_key(d)] = _on_grid(z[d])
+    if D > len(dims):
+        st.caption(f"{D - len(dims)} lower-KL dims stay at the base value; switch live drag off to move them.")
+    return z
+
+
+def _reset_all(z: np.ndarray) -> None:
+    _reset(z)
+    st.session_state["_traverse_resets"] = st.session_state.get("_traverse_resets", 0) + 1
+
+
 def slider_panel(base: Base) -> None:
+    # Rerun by itself while the run trains: the decoder follows the newest snapshot, and the
+    # sliders keep their values (the base code only changes on a full rerun).
+    snap_now = _ui.snapshot(run) or snap
+    model_now = snap_now.model
     # A new base code (another image, another run) puts every slider at its value.
     sig = (run, base.kind, tuple(np.round(base.z.astype(np.float64), 4)))
     if st.session_state.get("_traverse_sig") != sig:
         _reset(base.z)
         st.session_state["_traverse_sig"] = sig
 
-    image_col, slider_col = st.columns([2, 3])
-    with slider_col:
-        z = latent_controls(base)
-        st.button("Reset to base", on_click=_reset, args=(base.z,), key="traverse_reset")
+    live = st.toggle("Live drag", value=True, key="traverse_live",
+                     help="On: the image follows the slider while you drag (decoded in your browser). "
+                          "Off: Streamlit sliders, decoded on the server when you let go.")
+    if live:
+        z = _live_controls(base, model_now, sig)
+        st.button("Reset to base", on_click=_reset_all, args=(base.z,), key="traverse_reset")
+        image_col = st.container()
+    else:
+        image_col, slider_col = st.columns([2, 3])
+        with slider_col:
+            z = latent_controls(base)
+            st.button("Reset to base", on_click=_reset, args=(base.z,), key="traverse_reset")
     with image_col:
         try:
-            img = explore.decode(model, z[None])[0]  # (C, H, W): decoder mean, one small CPU pass
+            img = explore.decode(model_now, z[None])[0]  # (C, H, W): decoder mean, one small CPU pass
         except Exception as e:
             st.error(f"Could not decode this code: {e}")
             return
         st.session_state["traverse_image"] = img
-        st.image(_ui.picture(img, 224), caption="Decoder mean at the slider code")
+        if not live:  # the live widget draws its own image
+            st.image(_ui.picture(img, 224), caption="Decoder mean at the slider code")
         start = np.array([_on_grid(v) for v in base.z])  # where "Reset to base" puts the sliders
         moved = [d for d in order if abs(z[d] - start[d]) > 1e-6]
         st.caption("Moved from base: " + (", ".join(f"z{d} {z[d] - start[d]:+.2f}" for d in moved[:8])
-                                          + (" …" if len(moved) > 8 else "") if moved else "nothing yet"))
+                                          + (" …" if len(moved) > 8 else "") if moved else "nothing yet")
+                   + f" · snapshot step {snap_now.step:,}")
 
 
 st.subheader("Move one dimension")
@@ -213,7 +247,7 @@ st.caption("Sliders are sorted by KL (nats): dims with more KL carry more inform
 if not active.any():
     st.info("Every latent dim is collapsed (its posterior matches the prior), so the decoder ignores z and "
             "the sliders barely change the image. Train longer, or with a smaller β.")
-slider_panel(base)
+st.fragment(slider_panel, run_every=_ui.refresh_every(run))(base)
 
 
 # --- traversal grid ------------------------------------------------------------------------

@@ -55,6 +55,13 @@ def _texts(at) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def server_sliders(run: str):
+    """Traverse with live drag switched off: Streamlit sliders decoded on the server."""
+    at = page_app("pages/traverse.py", run=run)
+    at.session_state["traverse_live"] = False
+    return at
+
+
 def _slider_keys(at) -> list[str]:
     return [s.key for s in at.slider if s.key and s.key.startswith("traverse_z")]
 
@@ -72,7 +79,7 @@ def test_empty_state(empty_runs, page_file):
 # --- Traverse ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("run", RUNS)
 def test_traverse_slider_changes_the_image(app_runs, run):
-    at = page_app("pages/traverse.py", run=run).run()
+    at = server_sliders(run).run()
     assert not at.exception, at.exception
     assert not at.error
     keys = _slider_keys(at)
@@ -108,7 +115,7 @@ def test_traverse_grid_and_interpolation(app_runs, run):
 
 
 def test_traverse_origin_and_another_random_image(app_runs):
-    at = page_app("pages/traverse.py", run="tiny").run()
+    at = server_sliders("tiny").run()
     first = np.array(at.session_state["traverse_image"])
     at.button(key="traverse_another").click().run()
     assert not at.exception
@@ -119,7 +126,7 @@ def test_traverse_origin_and_another_random_image(app_runs):
 
 
 def test_traverse_uses_traverse_base_of_the_same_run(app_runs):
-    at = page_app("pages/traverse.py", run="tiny")
+    at = server_sliders("tiny")
     image = np.full((1, 8, 8), 0.5, np.float32).tolist()
     at.session_state["traverse_base"] = {"run": "tiny", "z": [1.0, -1.23, 0.4], "label": "clicked point #17",
                                          "image": image}
@@ -129,6 +136,26 @@ def test_traverse_uses_traverse_base_of_the_same_run(app_runs):
     assert "clicked point #17" in _texts(at)
     values = {k: at.slider(key=k).value for k in _slider_keys(at)}
     assert values.get("traverse_z1", -1.25) == pytest.approx(-1.25)  # on the slider's 0.05 grid
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_live_drag_is_the_default_and_the_server_decodes_the_same_code(app_runs, run):
+    from vae_core import explore
+    from vae_core import rundir as rd
+
+    at = page_app("pages/traverse.py", run=run).run()
+    assert not at.exception, at.exception
+    assert at.toggle(key="traverse_live").value is True
+    assert _slider_keys(at) == []  # the browser widget replaces Streamlit's sliders
+    # No release yet: the code is the base code, and the server's image is its decode.
+    snap = rd.load_snapshot(app_runs / run)
+    z = np.array([at.session_state[f"traverse_z{d}"] for d in range(LATENT[run])], np.float32)
+    np.testing.assert_allclose(np.array(at.session_state["traverse_image"]), explore.decode(snap.model, z[None])[0],
+                               atol=1e-6)
+    # Switching live drag off keeps the code and shows server sliders.
+    at.toggle(key="traverse_live").set_value(False).run()
+    assert not at.exception
+    assert len(_slider_keys(at)) >= 1
 
 
 def test_traverse_ignores_traverse_base_of_another_run(app_runs):

@@ -41,3 +41,14 @@ def test_start_a_run_and_watch_it_update_by_itself(page, fresh_server):
     stopped_at = page.evaluate(CURVE_POINTS)
     time.sleep(3)
     assert page.evaluate(CURVE_POINTS) == stopped_at
+
+
+def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(page, fresh_server):
+    # The first visit after the server starts goes straight to a page: it must still run
+    # through app.py (navigation, run picker), not as a lone script from pages/.
+    page.goto(f"{fresh_server.url}/sample")
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Latent space")).to_be_visible(timeout=30_000)
+    expect(sidebar.get_by_text("No runs yet")).to_be_visible()  # app.py's run picker area
+    assert "ui" not in [t.strip().lower() for t in sidebar.inner_text().splitlines()]
+    assert_no_exception(page)
