@@ -241,7 +241,7 @@ def factor_report(model, x, factors, factor_names, n: int = DEFAULT_SAMPLES, bin
 
     x (N, C, H, W) images and factors (N, K); a random subset of ``n`` is used. Each factor's
     traversal sweeps its top-MI dimension from the 2nd to the 98th percentile of mu_d (where the
-    data actually puts its codes), with every other dimension held at a typical example's mu.
+    data actually puts its codes), with every other dimension held at a typical image's mu.
     """
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(x), size=min(n, len(x)), replace=False))
@@ -251,7 +251,9 @@ def factor_report(model, x, factors, factor_names, n: int = DEFAULT_SAMPLES, bin
     m = mig(mu, fs, bins)
     dc = dci(mu, fs, seed=seed)
     summary = explore.latent_summary(model, xs)
-    base = np.median(mu, axis=0)  # a typical code: other dims stay put while one moves
+    # A typical real image's code (the one nearest the per-dim median): the other dims stay put
+    # while one moves. The median itself can decode to almost nothing when factors are entangled.
+    base = mu[int(explore.nearest_neighbours(mu, np.median(mu, axis=0), k=1)[0][0])]
     rows, vals = [], []
     for k in range(fs.shape[1]):
         d = int(m.top[k])
