@@ -93,6 +93,9 @@ def live(kind: str, sweep: lb.Sweep, body) -> None:
         if lb.sweep_active(now):
             st.session_state[f"_live-{kind}"] = sweep.id
         progress(now)
+        if lb.sweep_active(now):
+            st.button("Stop the sweep", key=f"stop-{kind}", on_click=lb.stop_sweep, args=(m, sweep),
+                      help="Stops the run in training; the runs still waiting are not trained.")
         body(sweep, now)
 
     st.fragment(frag, run_every=_ui.LIVE_REFRESH_S if active else None)()
@@ -146,8 +149,8 @@ def beta_view(sweep: lb.Sweep, states) -> None:
     for s, p in got:
         a, b, c = st.columns([1, 4, 4], vertical_alignment="center")
         a.markdown(f"**β = {s.value:g}**  \nrate {p.rd.rate:.1f}")
-        b.image(_ui.grid(p.samples, ncols=len(p.samples), target_px=40))
-        c.image(_ui.grid(p.traversal, ncols=len(p.traversal), target_px=40),
+        b.image(_ui.grid(p.samples, ncols=len(p.samples), target_px=56))
+        c.image(_ui.grid(p.traversal, ncols=len(p.traversal), target_px=56),
                 caption=f"z{p.top_dim} ({p.top_kl:.1f} nats)")
 
 
@@ -168,7 +171,8 @@ def sigma_view(sweep: lb.Sweep, states) -> None:
     left, right = st.columns([3, 2])
     fig = go.Figure()
     fig.add_scatter(x=[p.rd.rate for _, p in got], y=[p.sq_error for _, p in got], mode="markers+text",
-                    text=[tag(s, p) for s, p in got], textposition="top right", marker=dict(size=11))
+                    text=[tag(s, p) for s, p in got], textposition="top center", marker=dict(size=11))
+    fig.update_xaxes(range=[0, max(p.rd.rate for _, p in got) * 1.15])  # room for the labels
     fig.update_layout(xaxis_title="rate: KL(q‖p), nats", yaxis_title="squared error ‖x − f(z)‖² per image",
                       height=360, margin=dict(l=10, r=10, t=30, b=10), title="What each decoder keeps")
     left.plotly_chart(fig, width="stretch", key=f"sig-{sweep.id}")
@@ -190,14 +194,21 @@ def sigma_view(sweep: lb.Sweep, states) -> None:
             row["σ* = √(sq. error / D)"] = round(lb.calibrated_sigma(p.sq_error, p.recon[0].size), 3)
         rows.append(row)
     st.dataframe(rows, hide_index=True, width="stretch")
+    for s, p in got:
+        if p.likelihood == "gaussian_learned":
+            target = lb.calibrated_sigma(p.sq_error, p.recon[0].size)
+            if abs(p.sigma - target) > 0.1 * target:
+                st.caption(f"The learned σ ({p.sigma:.3f}) is still on its way to σ* ({target:.3f}): it starts at the "
+                           "configured σ and Adam moves log σ by at most about the learning rate per step. "
+                           "More epochs close the gap.")
     st.markdown("Per decoder: **reconstructions** (means, test images), **samples** (means of z ~ N(0, I)) and "
                 "**full draws x ~ p(x|z)** of the same z: the Gaussian adds pixel noise of size σ, Bernoulli flips coins.")
     for s, p in got:
         a, b, c, d = st.columns([1, 3, 3, 3], vertical_alignment="center")
         a.markdown(f"**{tag(s, p)}**")
-        b.image(_ui.grid(p.recon, ncols=len(p.recon), target_px=32))
-        c.image(_ui.grid(p.samples, ncols=len(p.samples), target_px=32))
-        d.image(_ui.grid(p.noisy_samples, ncols=len(p.noisy_samples), target_px=32))
+        b.image(_ui.grid(p.recon, ncols=len(p.recon), target_px=56))
+        c.image(_ui.grid(p.samples, ncols=len(p.samples), target_px=56))
+        d.image(_ui.grid(p.noisy_samples, ncols=len(p.noisy_samples), target_px=56))
 
 
 # --- the page -----------------------------------------------------------------------------

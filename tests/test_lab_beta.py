@@ -91,6 +91,23 @@ def test_smaller_beta_buys_a_higher_rate(digit_sweep):
     assert small.elbo == pytest.approx(logged["test_elbo"], abs=1e-4)
 
 
+def test_stopping_a_sweep_stops_its_run_and_leaves_the_rest_untrained(tmp_path):
+    m = RunManager(tmp_path / "runs")
+    names = lb.start_sweep(m, lb.sweep_configs(base_config(epochs=500), betas=[1, 2]), "long", "beta")
+    sweep = lb.list_sweeps(m.root)[0]
+    deadline = time.time() + 60
+    while time.time() < deadline and m.status(names[0]).step == 0:
+        time.sleep(0.1)
+    lb.stop_sweep(m, sweep)
+    deadline = time.time() + 30
+    while time.time() < deadline and (lb.sweep_active(lb.sweep_states(m, sweep)) or m.status(names[1]).message == SWEEP_QUEUED):
+        time.sleep(0.1)
+    first, second = m.status(names[0]), m.status(names[1])
+    assert first.state == "stopped" and 0 < first.step < first.total_steps
+    assert second.state == "stopped" and second.message == "not trained: the sweep was stopped"
+    assert [s.state for s in lb.sweep_states(m, sweep)] == ["stopped", "stopped"]
+
+
 def test_sweep_worker_skips_runs_taken_over_or_stopped(tmp_path):
     """In-process: a queued run with a stop request is not trained; the sweep goes on."""
     from vae_core.cli import main

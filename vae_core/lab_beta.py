@@ -183,6 +183,19 @@ def sweep_states(manager: RunManager, sweep: Sweep) -> list[SweepRunState]:
     return out
 
 
+def stop_sweep(manager: RunManager, sweep: Sweep) -> None:
+    """Stop the run in training and ask every waiting run to stay untrained. The worker then ends
+    the sweep, and the waiting runs say "not trained: the sweep was stopped"."""
+    for name in sweep.runs:
+        if not manager.exists(name):
+            continue
+        st = manager.status(name)
+        if st.active:
+            manager.stop(name)
+        elif st.state == "stopped" and st.message == SWEEP_QUEUED:
+            rd.request(manager.path(name), "stop")
+
+
 def sweep_active(states: Sequence[SweepRunState]) -> bool:
     """True while some run trains or waits its turn (the page keeps refreshing)."""
     return any(s.active or s.state == "queued" for s in states)
@@ -249,7 +262,7 @@ class RunPanel:
     sigma: the decoder σ (learned or fixed), None for Bernoulli.
     samples: (n, C, H, W) decoder means of prior draws (``explore.sample_prior``).
     noisy_samples: (n, C, H, W) full draws x ~ p(x|z) of the same codes (pixel noise of σ, or coin flips).
-    recon: (m, C, H, W) decoder means for the first m test images.
+    recon: (m, C, H, W) decoder means for m test images spread over the test set.
     traversal: (V, C, H, W) the top-KL dim swept over ``traversal_values`` from the prior mean.
     top_dim, top_kl: that dim and its KL (nats); n_active: active units (Burda et al. 2016).
     """
@@ -286,7 +299,8 @@ def run_panel(snapshot, x_test: torch.Tensor, n_samples: int = 8, n_recon: int =
     noisy = model.sample_image(model.decode(torch.as_tensor(z)), generator=g).numpy()  # x ~ p(x|z)
     values = np.linspace(-3, 3, steps, dtype=np.float32)
     trav = explore.traversal_grid(model, np.zeros(cfg.model.latent_dim, np.float32), [top], values)[0]  # (V, C, H, W)
-    recon = explore.reconstruct(model, x_test[:n_recon]).mean
+    pick = np.unique(np.linspace(0, len(x_test) - 1, n_recon).round().astype(int))  # test sets are often sorted by class
+    recon = explore.reconstruct(model, x_test[torch.as_tensor(pick)]).mean
     sigma = None if cfg.model.likelihood == "bernoulli" else float(model.sigma)
     return RunPanel(snapshot.step, snapshot.epoch, cfg.model.likelihood, cfg.train.beta, rdist,
                     squared_error(model, x_test), sigma, means, noisy, recon, trav, values, top,
