@@ -99,7 +99,9 @@ right.markdown(
     "runner-up's: two dims that both know x score 0, however much they know. **DCI** (Eastwood & Williams "
     "2018) asks a small random forest to predict each factor from the code and checks whether its "
     "importances concentrate. Collapsed dims (≈0 nats of KL) carry nothing and stay pale.\n\n"
-    f"Measured on {report.n:,} training images; latent means binned into {dis.DEFAULT_BINS} bins.")
+    f"Measured on {report.n:,} training images. MI uses one draw z ~ q(z|x) per image, binned into "
+    f"{dis.DEFAULT_BINS} bins (the code the decoder receives, so a collapsed dim cannot look informative); "
+    "DCI's forests read the means.")
 
 st.subheader("Which dimension moves each factor")
 st.caption("Each row sweeps the factor's best dimension over the range the data uses (2nd to 98th percentile of "
