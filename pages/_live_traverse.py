@@ -4,7 +4,8 @@ browser while a slider is dragged, and reports the code to Python on release.
 Data in (from ``vae_core.live_decode``): the current code, the shown dims with labels, the
 image shape and either MLP decoder weights or precomputed frames. State out: ``z``, the
 full latent code after the last release. The browser counts decoded frames in
-``window.__leFrames`` (and the last image's mean grey level in ``window.__leLast``) so tests
+``window.__leFrames`` and the time spent decoding in ``window.__leDecodeMs`` (and the last
+image's mean grey level in ``window.__leLast``) so tests
 and bench/ui_latency.py can measure updates per second and compare with the server.
 """
 from __future__ import annotations
@@ -80,9 +81,11 @@ export default function(component) {
   }
   root._st = st;
   const render = (row) => {
+    const t0 = performance.now();
     decodeInto(root._st, row);
     ctx.putImageData(root._st.img, 0, 0);
     window.__leFrames = (window.__leFrames || 0) + 1;
+    window.__leDecodeMs = (window.__leDecodeMs || 0) + (performance.now() - t0);
     // What was drawn, for tests: mean grey level (0..255) and the code.
     let sum = 0; const px = root._st.img.data;
     for (let i = 0; i < px.length; i += 4) sum += (px[i] + px[i + 1] + px[i + 2]) / 3;

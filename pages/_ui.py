@@ -6,6 +6,8 @@ processes the RunManager starts; pages only read run directories through these h
 """
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import numpy as np
 import streamlit as st
 
@@ -57,6 +59,17 @@ def run_dataset(snap: rd.Snapshot) -> Dataset | None:
     except DatasetError as e:
         st.error(f"The run's dataset is not available: {e}")
         return None
+
+
+@st.cache_data(max_entries=8, show_spinner="Measuring each latent dimension…")
+def _latent_summary(run: str, step: int, mtime: float, n: int, _model, _x) -> tuple:
+    # Plain arrays in the cache: a cached dataclass breaks when Streamlit reloads vae_core.
+    return astuple(explore.latent_summary(_model, _x))
+
+
+def latent_summary(run: str, snap: rd.Snapshot, x) -> explore.LatentSummary:
+    """KL per dim, active units and KL order for ``x`` under the snapshot, cached per (run, step)."""
+    return explore.LatentSummary(*_latent_summary(run, snap.step, snap.mtime, len(x), snap.model, x))
 
 
 # --- the selected run ------------------------------------------------------------------

@@ -28,12 +28,6 @@ MAX_SCATTER = 5000  # test codes drawn on the scatter (enough to show the cluste
 N_NEIGHBOURS = 8
 
 
-@st.cache_data(max_entries=8, show_spinner="Measuring each latent dimension…")
-def _summary(run: str, step: int, mtime: float, _model, _x) -> explore.LatentSummary:
-    # Same key and numbers as on Traverse, so the bars come in the same order as its sliders.
-    return explore.latent_summary(_model, _x)
-
-
 @st.cache_data(max_entries=4, show_spinner="Encoding the data set…")
 def _dataset_codes(run: str, step: int, mtime: float, _model, _x_train, _x_test) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means of the training set (for neighbours) and the test set (for the scatter)."""
@@ -207,7 +201,7 @@ st.caption(f"Upload or draw {kind}. It is turned into a {data.image_shape[1]}×{
            f"{'colour' if data.image_shape[0] == 3 else 'grey'} input, encoded to q(z|x) and decoded again.")
 
 try:
-    summary = _summary(run, snap.step, snap.mtime, model, data.x_test)
+    summary = _ui.latent_summary(run, snap, data.x_test)  # same order as Traverse's sliders
 except Exception as e:
     st.error(f"Could not measure the latent dimensions: {e}")
     summary = None

@@ -57,11 +57,6 @@ def _cached_codes(run: str, step: int, mtime: float, _model, _x) -> tuple:
     return astuple(explore.encode(_model, _x))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _cached_summary(run: str, step: int, mtime: float, _model, _x) -> tuple:
-    return astuple(explore.latent_summary(_model, _x))
-
-
 @st.cache_data(max_entries=8, show_spinner=False)
 def _cached_tsne(run: str, step: int, mtime: float, _mu: np.ndarray) -> tuple:
     return astuple(explore.project_2d(_mu, "tsne", seed=0))
@@ -69,10 +64,6 @@ def _cached_tsne(run: str, step: int, mtime: float, _mu: np.ndarray) -> tuple:
 
 def _codes(run: str, s, x) -> explore.Codes:
     return explore.Codes(*_cached_codes(run, s.step, s.mtime, s.model, x))
-
-
-def _summary(run: str, s, x) -> explore.LatentSummary:
-    return explore.LatentSummary(*_cached_summary(run, s.step, s.mtime, s.model, x))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -164,7 +155,7 @@ def live(run: str) -> None:
     d = s.config.model.latent_dim
     try:
         codes = _codes(run, s, x_shown)
-        summary = _summary(run, s, x_shown)
+        summary = _ui.latent_summary(run, s, x_shown)
     except Exception as e:
         st.error(f"Could not encode the test set with this snapshot: {e}")
         return

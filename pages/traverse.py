@@ -32,12 +32,6 @@ class Base:
     image: np.ndarray | None  # (C, H, W) in [0, 1], if the base came from an image
 
 
-@st.cache_data(max_entries=8, show_spinner="Measuring each latent dimension…")
-def _summary(run: str, step: int, mtime: float, _model, _x) -> explore.LatentSummary:
-    # Keyed by (run, step, mtime): the snapshot identifies the model and the run its dataset.
-    return explore.latent_summary(_model, _x)
-
-
 def _label_of(data, idx: int) -> str:
     """"test image #idx · class", without the class when the data set has no labels (y = -1)."""
     y = int(data.y_test[idx])
@@ -92,7 +86,7 @@ if len(data.x_test) == 0:
     st.stop()
 
 try:
-    summary = _summary(run, snap.step, snap.mtime, model, data.x_test)
+    summary = _ui.latent_summary(run, snap, data.x_test)
     kl, active, order = summary.kl_per_dim, summary.active, [int(d) for d in summary.order]
 except Exception as e:  # a broken snapshot must not take the page down
     st.error(f"Could not measure the latent dimensions: {e}")
