@@ -88,7 +88,15 @@ def _fault_step() -> int | None:
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """Adam with the fused kernel where the build has one for this device, else the foreach one."""
+    """Adam with the fused kernel where the build has one for this device, else the foreach one.
+
+    Fused is the fast choice on CUDA, and on CPU too (bench/RESULTS.md: about 4x faster than
+    foreach per optimizer step for the default MLP); both take the same step (tests/test_fast_paths.py).
+    """
+    if device.type == "cuda":
+        # One fused kernel for all parameters. CUDA graphs, torch.compile and bf16 autocast stay
+        # off until measured on a GPU (bench/RESULTS.md, "GPU").
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     try:
         return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     except (RuntimeError, TypeError):
@@ -198,7 +206,8 @@ def _train_loop(config, run_dir, resume, status, stop_signal, on_log) -> rd.RunS
         if win.steps == 0:
             return
         now = time.monotonic()
-        loss = (win.loss / win.steps).item()  # the one host sync per window
+        # The one host sync per window: all three sums in one transfer.
+        loss, log_likelihood, kl = (torch.stack((win.loss, win.log_likelihood, win.kl)) / win.steps).tolist()
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"the loss became {loss} at step {step}; the last good weights are kept")
         rate = win.samples / max(1e-9, now - win.t0)
@@ -206,7 +215,7 @@ def _train_loop(config, run_dir, resume, status, stop_signal, on_log) -> rd.RunS
         remaining = (total_steps - step) * batch / max(1e-9, rate_ema)
         rec = {
             "kind": "step", "step": step, "epoch": step / steps_per_epoch, "loss": loss,
-            "log_likelihood": (win.log_likelihood / win.steps).item(), "kl": (win.kl / win.steps).item(),
+            "log_likelihood": log_likelihood, "kl": kl,
             "samples_per_s": rate, "wall_s": time.time() - t_start, "eta_s": remaining,
         }
         rec["elbo"] = rec["log_likelihood"] - rec["kl"]
@@ -278,7 +287,7 @@ def _train_loop(config, run_dir, resume, status, stop_signal, on_log) -> rd.RunS
                     if win.steps == 0:  # just resumed from a pause: don't count the pause in samples/s
                         win.t0 = time.monotonic()
                 idx = perm[b * batch : (b + 1) * batch]
-                xb = x_train[idx]
+                xb = x_train.index_select(0, idx)  # a row gather; x_train[idx] takes the slower generic index kernel
                 loss, terms = training_terms(model, xb, config)
                 if fault_at is not None and step >= fault_at:
                     loss = loss * float("nan")
