@@ -120,7 +120,8 @@ def beta_view(sweep: lb.Sweep, states) -> None:
     left, right = st.columns([3, 2])
     fig = go.Figure()
     fig.add_scatter(x=[p.rd.rate for _, p in got], y=[p.rd.distortion for _, p in got], mode="lines+markers+text",
-                    text=[f"β={s.value:g}" + ("" if s.state == "finished" else " (training)") for s, _ in got],
+                    text=[f"β={s.value:g}" + ("" if s.state == "finished" else f" ({'training' if s.active else s.state})")
+                          for s, _ in got],
                     textposition="top right", marker=dict(size=11), name="runs")
     one = next((p for s, p in got if s.value == 1.0), None)
     if one is not None:  # R + D = -ELBO: the β = 1 run's line of equal ELBO

@@ -13,6 +13,8 @@ from vae_core.manager import new_run_config
 # CPU), β = 4 as in Higgins et al. (2017) to press the code towards independent dims, a few epochs.
 SHAPES_RUN = {"model": {"body": "mlp", "latent_dim": 8}, "train": {"beta": 4.0, "epochs": 5}}
 
+UNKNOWN_BELOW = 0.05  # a factor whose best dim has less than 5% of its entropy is "not encoded"
+
 m = _ui.manager()
 st.title("Disentanglement")
 st.caption("The shapes set is drawn from five known factors: shape, scale, rotation, x and y. A disentangled "
@@ -99,6 +101,8 @@ right.markdown(
     "runner-up's: two dims that both know x score 0, however much they know. **DCI** (Eastwood & Williams "
     "2018) asks a small random forest to predict each factor from the code and checks whether its "
     "importances concentrate. Collapsed dims (≈0 nats of KL) carry nothing and stay pale.\n\n"
+    "Don't expect miracles from a short run: a larger β presses the code towards independent dims, but "
+    "does not by itself guarantee one factor per dim (Locatello et al. 2019). Compare runs with different β.\n\n"
     f"Measured on {report.n:,} training images. MI uses one draw z ~ q(z|x) per image, binned into "
     f"{dis.DEFAULT_BINS} bins (the code the decoder receives, so a collapsed dim cannot look informative); "
     "DCI's forests read the means.")
@@ -110,9 +114,12 @@ for k, fname in enumerate(report.factor_names):
     d, d2 = int(report.mig.top[k]), int(report.mig.second[k])
     a, b = st.columns([1, 4], vertical_alignment="center")
     second = f", then z{d2} {report.mig.normalized_mi[d2, k]:.2f}" if d2 >= 0 else ""
-    a.markdown(f"**{fname}** → z{d}  \nI/H {report.mig.normalized_mi[d, k]:.2f}{second}  \ngap {report.mig.gap[k]:.2f}")
+    known = report.mig.normalized_mi[d, k] >= UNKNOWN_BELOW
+    head = f"**{fname}** → z{d}" if known else f"**{fname}** → no dimension"
+    a.markdown(f"{head}  \nI/H {report.mig.normalized_mi[d, k]:.2f}{second}  \ngap {report.mig.gap[k]:.2f}")
+    span = f"z{d} from {report.traversal_values[k][0]:.2f} to {report.traversal_values[k][-1]:.2f}"
     b.image(_ui.grid(report.traversals[k], ncols=report.traversals.shape[1], target_px=56),
-            caption=f"z{d} from {report.traversal_values[k][0]:.2f} to {report.traversal_values[k][-1]:.2f}")
+            caption=span if known else f"{span}: its best dimension, which knows next to nothing about {fname}")
 
 with st.expander("DCI importance matrix (random-forest feature importances)"):
     imp = report.dci.importance.T  # (K, D)
