@@ -108,6 +108,20 @@ def test_stopping_a_sweep_stops_its_run_and_leaves_the_rest_untrained(tmp_path):
     assert [s.state for s in lb.sweep_states(m, sweep)] == ["stopped", "stopped"]
 
 
+def test_stopping_a_sweep_before_it_trains_trains_nothing(tmp_path):
+    m = RunManager(tmp_path / "runs")
+    names = lb.start_sweep(m, lb.sweep_configs(base_config(epochs=500), betas=[1, 2]), "early", "beta")
+    sweep = lb.list_sweeps(m.root)[0]
+    lb.stop_sweep(m, sweep)  # the worker is still starting up
+    deadline = time.time() + 60
+    while time.time() < deadline and (lb.sweep_active(lb.sweep_states(m, sweep)) or lb._alive(sweep.pid)):
+        time.sleep(0.2)
+    states = [m.status(n) for n in names]
+    assert [s.state for s in states] == ["stopped", "stopped"], [s.error for s in states]
+    assert all(s.message == "not trained: the sweep was stopped" for s in states)
+    assert not lb._alive(sweep.pid)
+
+
 def test_sweep_worker_skips_runs_taken_over_or_stopped(tmp_path):
     """In-process: a queued run with a stop request is not trained; the sweep goes on."""
     from vae_core.cli import main

@@ -140,6 +140,10 @@ def cmd_sweep(args) -> int:
         except rd.RunError as e:
             print(f"{run_dir.name}: skipped ({e})", flush=True)
             continue
+        if interrupted["flag"]:  # a signal that came in while this run was being read
+            rd.write_status(run_dir, state="stopped", message="not trained: the sweep was stopped",
+                            heartbeat=time.time(), step=0, epoch=0)
+            continue
         print(f"sweep run {i + 1} of {len(dirs)}: {run_dir.name}", flush=True)
         # This run's output goes to its own worker.log, as for a run started alone.
         saved = os.dup(1), os.dup(2)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,8 +141,18 @@ def sweep_of(root: str | Path, run: str) -> str | None:
 
 
 def _alive(pid: int | None) -> bool:
+    """Whether the sweep worker with this pid still runs (on Linux also checked to be a sweep
+    worker, so a recycled pid is not mistaken for it, and never signalled)."""
     if not pid:
         return False
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"vae_core" in cmd and b"sweep" in cmd
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return False  # Linux, and no such process
+    except OSError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -185,7 +196,19 @@ def sweep_states(manager: RunManager, sweep: Sweep) -> list[SweepRunState]:
 
 def stop_sweep(manager: RunManager, sweep: Sweep) -> None:
     """Stop the run in training and ask every waiting run to stay untrained. The worker then ends
-    the sweep, and the waiting runs say "not trained: the sweep was stopped"."""
+    the sweep, and the waiting runs say "not trained: the sweep was stopped".
+
+    Once the worker has begun training (a run's status carries its pid) it also gets SIGTERM
+    directly: the trainer clears old control requests when its loop begins, so a request alone
+    can be lost while a run is still starting, and the signal sets a flag that survives that.
+    Before then the worker may still be importing, where SIGTERM would kill it outright; then the
+    requests alone do it, since the worker checks each run's request before training it."""
+    started = any(manager.status(n).pid == sweep.pid for n in sweep.runs if manager.exists(n))
+    if started and _alive(sweep.pid):
+        try:
+            os.kill(sweep.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
     for name in sweep.runs:
         if not manager.exists(name):
             continue
