@@ -194,3 +194,25 @@ def test_killed_worker_shows_stale_and_resumes_from_its_snapshot(runs_dir, monke
     starts = [r for r in rd.read_metrics(runs_dir / name) if r["kind"] == "start"]
     assert starts[-1]["step"] == saved_step
     m.stop(name, wait=5)
+
+
+def test_stop_pressed_while_the_worker_is_starting_is_honoured(runs_dir):
+    m = RunManager(runs_dir)
+    name = m.start(tiny_config(epochs=10_000)).name
+    assert m.status(name).state == "starting"  # the worker is still importing torch
+    m.stop(name)
+    st = wait_for(lambda: (s := m.status(name)).state in ("stopped", "finished", "failed") and s, timeout=60)
+    assert st.state == "stopped", st
+    assert st.step < 10_000 * 25  # it did not train to the end
+    proc = m._procs.get(name)
+    if proc is not None:
+        proc.wait(10)
+
+
+def test_a_request_left_by_an_earlier_worker_is_ignored(tmp_path):
+    cfg = tiny_config(epochs=2)
+    (tmp_path / "run").mkdir()
+    rd.request(tmp_path / "run", "stop")  # from a worker long gone
+    time.sleep(0.01)
+    st = train(cfg, tmp_path / "run")
+    assert st.state == "finished"

@@ -146,7 +146,8 @@ class RunManager:
             except FileExistsError:
                 raise rd.RunError(f"A run named {name!r} already exists; choose another name.") from None
             rd.write_config(path, config)
-            rd.write_status(path, state="starting", heartbeat=time.time(), step=0, epoch=0)
+            now = time.time()
+            rd.write_status(path, state="starting", heartbeat=now, launched_at=now, step=0, epoch=0)
             self._spawn(name, resume=False)
             return StartResult(name, True, f"Started {name}.")
 
@@ -219,7 +220,9 @@ class RunManager:
             other = self.active_run()
             if other is not None:
                 return StartResult(other, False, f"Run {other} is training; stop it before resuming {name}.")
-            rd.write_status(self.path(name), **{**_status_dict(st), "state": "starting", "heartbeat": time.time(), "error": None})
+            now = time.time()
+            rd.write_status(self.path(name), **{**_status_dict(st), "state": "starting", "heartbeat": now,
+                                                "launched_at": now, "error": None})
             self._spawn(name, resume=True)
             return StartResult(name, True, f"Resuming {name} from step {st.step}.")
 

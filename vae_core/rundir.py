@@ -165,9 +165,12 @@ def request(run_dir: Path, what: Literal["pause", "resume", "stop"]) -> None:
     atomic_write_json(Path(run_dir) / CONTROL, {"request": what, "time": time.time()})
 
 
-def read_request(run_dir: Path) -> str | None:
+def read_request(run_dir: Path, since: float = 0.0) -> str | None:
+    """The pending request, ignoring one made before ``since`` (left over from an earlier worker)."""
     d = read_json(Path(run_dir) / CONTROL)
-    return d.get("request") if isinstance(d, dict) else None
+    if not isinstance(d, dict) or not isinstance(d.get("time"), (int, float)) or d["time"] < since:
+        return None
+    return d.get("request")
 
 
 # --- metrics ------------------------------------------------------------------------------

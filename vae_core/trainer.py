@@ -124,12 +124,18 @@ def train(
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
 
-    status: dict = {"state": "starting", "pid": os.getpid(), "heartbeat": time.time(), "step": 0, "epoch": 0}
+    # Requests count from the moment this run was launched (the manager records it), so a Stop
+    # pressed while the worker was still starting is honoured and an old one is not.
+    prior = rd.read_json(run_dir / rd.STATUS)
+    launched = prior.get("launched_at") if isinstance(prior, dict) and prior.get("state") == "starting" else None
+    since = launched if isinstance(launched, (int, float)) else time.time()
+    status: dict = {"state": "starting", "pid": os.getpid(), "heartbeat": time.time(), "step": 0, "epoch": 0,
+                    "launched_at": since}
     rd.write_status(run_dir, **status)
     try:
         config.validate()
         rd.write_config(run_dir, config)
-        return _train_loop(config, run_dir, resume, status, stop_signal, on_log)
+        return _train_loop(config, run_dir, resume, status, stop_signal, on_log, since)
     except Exception as e:  # any failure is recorded, never lost
         status.update(
             state="failed",
@@ -149,7 +155,7 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _train_loop(config, run_dir, resume, status, stop_signal, on_log) -> rd.RunStatus:
+def _train_loop(config, run_dir, resume, status, stop_signal, on_log, since: float) -> rd.RunStatus:
     tc = config.train
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)
@@ -239,7 +245,7 @@ def _train_loop(config, run_dir, resume, status, stop_signal, on_log) -> rd.RunS
     def poll_control() -> str | None:
         """Handle pause/resume/stop requests and the heartbeat; returns "stop" to end the run."""
         nonlocal paused, t_last_heartbeat
-        req = "stop" if stop_signal["flag"] else rd.read_request(run_dir)
+        req = "stop" if stop_signal["flag"] else rd.read_request(run_dir, since)
         if req == "stop":
             return "stop"
         if req == "pause" and not paused:
@@ -259,7 +265,6 @@ def _train_loop(config, run_dir, resume, status, stop_signal, on_log) -> rd.RunS
             t_last_heartbeat = now
         return None
 
-    (run_dir / rd.CONTROL).unlink(missing_ok=True)  # requests were for an earlier worker
     rd.append_metrics(run_dir, {"kind": "start", "step": step, "device": str(device), "resumed": bool(resume and step)})
     outcome = "finished"
     try:

@@ -21,7 +21,7 @@ def test_start_a_run_and_watch_it_update_by_itself(page, fresh_server):
     page.wait_for_function(f"({CURVE_POINTS})() > 0", timeout=60_000)
     first = page.evaluate(CURVE_POINTS)
     page.wait_for_function(f"({CURVE_POINTS})() > {first}", timeout=30_000)
-    expect(page.get_by_text("Reconstructions")).to_be_visible()
+    expect(page.get_by_text("and the decoder's mean (bottom)")).to_be_visible(timeout=30_000)
     assert_no_exception(page)
 
     # Every page has sensible content while the run trains.
@@ -33,10 +33,11 @@ def test_start_a_run_and_watch_it_update_by_itself(page, fresh_server):
 
     # A reload re-attaches to the running run, and Stop stops it.
     page.goto(fresh_server.url)
-    expect(page.get_by_role("button", name="Stop")).to_be_visible(timeout=30_000)
+    stop = page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop", exact=True)
+    expect(stop).to_be_visible(timeout=30_000)
     n = page.evaluate(CURVE_POINTS)
     page.wait_for_function(f"({CURVE_POINTS})() > {n}", timeout=30_000)
-    page.get_by_role("button", name="Stop").click()
+    stop.click()
     expect(page.get_by_text("stopped").first).to_be_visible(timeout=15_000)
     stopped_at = page.evaluate(CURVE_POINTS)
     time.sleep(3)
@@ -49,6 +50,6 @@ def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(page, fresh_server):
     page.goto(f"{fresh_server.url}/sample")
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("Latent space")).to_be_visible(timeout=30_000)
-    expect(sidebar.get_by_text("No runs yet")).to_be_visible()  # app.py's run picker area
+    expect(sidebar.get_by_text("No runs yet")).to_be_visible(timeout=30_000)  # app.py's run picker area
     assert "ui" not in [t.strip().lower() for t in sidebar.inner_text().splitlines()]
     assert_no_exception(page)
