@@ -32,7 +32,8 @@ def live_panel(run: str) -> None:
     cfg = _config_or_none(run)
     desc = f"{cfg.train.dataset} · {cfg.model.body} · z={cfg.model.latent_dim} · {cfg.model.likelihood} · β={cfg.train.beta:g}" if cfg else ""
     head.subheader(f"{run}")
-    head.caption(f"{desc} · **{status.label}**" + (f" on {status.device}" if status.device else ""))
+    head.caption(f"{desc} · **{status.label}**" + (f" on {status.device}" if status.device else "")
+                 + (f" · {status.message}" if status.message else ""))
     with buttons:
         c1, c2, c3 = st.columns(3)
         if status.state == "running" and not status.stale:
