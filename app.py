@@ -9,23 +9,23 @@ import streamlit as st
 
 from pages import _ui
 
-st.set_page_config(page_title="Latent Explorer", page_icon="🧭", layout="wide")
+st.set_page_config(page_title="Latent Explorer", page_icon=":material/explore:", layout="wide")
 
 HERE = Path(__file__).parent
 SECTIONS = {
     "Explore": [
-        ("pages/train.py", "Train", "🏋️"),
-        ("pages/reconstructions.py", "Reconstructions", "🔁"),
-        ("pages/latent_space.py", "Latent space", "🗺️"),
-        ("pages/sample.py", "Sample", "🎲"),
-        ("pages/traverse.py", "Traverse", "🎚️"),
-        ("pages/encode.py", "Encode your image", "✏️"),
+        ("pages/train.py", "Train", ":material/model_training:"),
+        ("pages/reconstructions.py", "Reconstructions", ":material/compare:"),
+        ("pages/latent_space.py", "Latent space", ":material/scatter_plot:"),
+        ("pages/sample.py", "Sample", ":material/casino:"),
+        ("pages/traverse.py", "Traverse", ":material/tune:"),
+        ("pages/encode.py", "Encode your image", ":material/draw:"),
     ],
     "Labs": [
-        ("pages/lab_gradients.py", "Gradient estimators", "📉"),
-        ("pages/lab_marginal_likelihood.py", "Marginal likelihood", "⚖️"),
-        ("pages/lab_beta.py", "β and the decoder", "🎛️"),
-        ("pages/lab_disentanglement.py", "Disentanglement", "🧩"),
+        ("pages/lab_gradients.py", "Gradient estimators", ":material/show_chart:"),
+        ("pages/lab_marginal_likelihood.py", "Marginal likelihood", ":material/balance:"),
+        ("pages/lab_beta.py", "β and the decoder", ":material/stacked_line_chart:"),
+        ("pages/lab_disentanglement.py", "Disentanglement", ":material/extension:"),
     ],
 }
 nav = {
