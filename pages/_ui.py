@@ -6,6 +6,8 @@ processes the RunManager starts; pages only read run directories through these h
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import astuple
 
 import numpy as np
@@ -70,6 +72,27 @@ def _latent_summary(run: str, step: int, mtime: float, n: int, _model, _x) -> tu
 def latent_summary(run: str, snap: rd.Snapshot, x) -> explore.LatentSummary:
     """KL per dim, active units and KL order for ``x`` under the snapshot, cached per (run, step)."""
     return explore.LatentSummary(*_latent_summary(run, snap.step, snap.mtime, len(x), snap.model, x))
+
+
+@st.cache_resource
+def _result_store(namespace: str) -> tuple[OrderedDict, threading.Lock]:
+    return OrderedDict(), threading.Lock()
+
+
+def cached_result(namespace: str, key):
+    """A result a page computed on request (a lab run), shared by every session; None if absent."""
+    store, lock = _result_store(namespace)
+    with lock:
+        return store.get(key)
+
+
+def remember_result(namespace: str, key, value, limit: int = 16) -> None:
+    store, lock = _result_store(namespace)
+    with lock:
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > limit:  # least recently stored first
+            store.popitem(last=False)
 
 
 # --- the selected run ------------------------------------------------------------------
@@ -141,6 +164,17 @@ def require_snapshot(page: str) -> rd.Snapshot | None:
             st.fragment(lambda: _wait_for_snapshot(name), run_every=1.0)()
         return None
     return snap
+
+
+def page_context(page: str) -> tuple[str, rd.Snapshot, Dataset]:
+    """(run name, snapshot, dataset) for a page, or its empty state and st.stop()."""
+    snap = require_snapshot(page)
+    if snap is None:
+        st.stop()
+    data = run_dataset(snap)
+    if data is None:
+        st.stop()
+    return selected_run(), snap, data
 
 
 def _wait_for_snapshot(name: str) -> None:

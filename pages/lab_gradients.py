@@ -4,8 +4,6 @@ All the math is in vae_core.lab_gradients; this page picks settings, runs it and
 """
 import dataclasses
 import math
-import threading
-from collections import OrderedDict
 
 import numpy as np
 import plotly.graph_objects as go
@@ -24,25 +22,13 @@ st.caption("The study notes ask: *is the reparameterization trick for reducing v
            "three ways on your model and measures how noisy each one is.")
 
 
-# --- results cache: per (run, step, settings), shared by every session of this server ------------
-@st.cache_resource
-def _store() -> tuple[OrderedDict, threading.Lock]:
-    return OrderedDict(), threading.Lock()
-
-
+# Results per (run, step, settings), shared by every session of this server.
 def _cached(key):
-    store, lock = _store()
-    with lock:
-        return store.get(key)
+    return _ui.cached_result("gradients", key)
 
 
-def _remember(key, value, limit: int = 16) -> None:
-    store, lock = _store()
-    with lock:
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > limit:
-            store.popitem(last=False)
+def _remember(key, value) -> None:
+    _ui.remember_result("gradients", key, value)
 
 
 # --- the model part -------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 All the math is in vae_core.lab_marginal; this page picks an image and settings, runs it and draws.
 """
-import threading
-from collections import OrderedDict
 
 import numpy as np
 import plotly.graph_objects as go
@@ -20,25 +18,13 @@ st.caption("The study notes ask why *sampling z from Q gives an estimator which 
            "sampling z from N(0, 1)*. Here both estimate log p(x) for one of your test images.")
 
 
-# --- results cache: per (run, step, settings), shared by every session of this server ------------
-@st.cache_resource
-def _store() -> tuple[OrderedDict, threading.Lock]:
-    return OrderedDict(), threading.Lock()
-
-
+# Results per (run, step, settings), shared by every session of this server.
 def _cached(key):
-    store, lock = _store()
-    with lock:
-        return store.get(key)
+    return _ui.cached_result("marginal", key)
 
 
-def _remember(key, value, limit: int = 16) -> None:
-    store, lock = _store()
-    with lock:
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > limit:
-            store.popitem(last=False)
+def _remember(key, value) -> None:
+    _ui.remember_result("marginal", key, value)
 
 
 def _random_image(n: int) -> None:

@@ -23,13 +23,7 @@ N_ELLIPSES = 60
 ACTIVE, INACTIVE = "#1f77b4", "#c7c7c7"
 
 st.title("Latent space")
-snap = _ui.require_snapshot("Latent space")
-if snap is None:
-    st.stop()
-name = _ui.selected_run()
-data = _ui.run_dataset(snap)
-if data is None:
-    st.stop()
+name, snap, data = _ui.page_context("Latent space")
 
 st.caption("The encoder maps each test image x to a Gaussian q(z|x) = N(μ, σ²). Each dot is one image's μ, "
            "coloured by its class. Click a dot to see the image, its reconstruction and its code.")

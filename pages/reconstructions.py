@@ -13,13 +13,7 @@ from vae_core import explore
 N_BEST_WORST = 8
 
 st.title("Reconstructions")
-snap = _ui.require_snapshot("Reconstructions")
-if snap is None:
-    st.stop()
-name = _ui.selected_run()
-data = _ui.run_dataset(snap)
-if data is None:
-    st.stop()
+name, snap, data = _ui.page_context("Reconstructions")
 
 st.caption(
     "Each test image x is encoded to a distribution q(z|x) over codes and decoded back. "
