@@ -52,6 +52,20 @@ def wait_idle(page, timeout_ms: int = 180_000) -> None:
         timeout=timeout_ms)
 
 
+def photo_of_a_digit(path: Path) -> Path:
+    """A phone-photo-like JPEG: a dark pen "3" on off-white paper with uneven light."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    w, h = 480, 360
+    grad = Image.linear_gradient("L").resize((w, h)).point(lambda v: 200 + v // 6)
+    img = Image.merge("RGB", (grad, grad, grad.point(lambda v: v - 12)))
+    d = ImageDraw.Draw(img)
+    d.arc((180, 70, 300, 170), start=200, end=90, fill=(40, 40, 55), width=14)
+    d.arc((170, 160, 310, 290), start=270, end=160, fill=(40, 40, 55), width=14)
+    img.filter(ImageFilter.GaussianBlur(1.2)).save(path, "JPEG", quality=88)
+    return path
+
+
 def ensure_demo_runs() -> None:
     for name, (ds, model, tr) in DEMO_RUNS.items():
         if rd.snapshot_meta(RUNS / name) is None or rd.read_status(RUNS / name).state != "finished":
@@ -109,6 +123,10 @@ def main() -> int:
                     target.wait_for(timeout=60_000)
                     target.click()
                     time.sleep(3)
+                    wait_idle(page)
+                if fname == "encode":
+                    page.locator("input[type=file]").first.set_input_files(str(photo_of_a_digit(RUNS / "photo.jpg")))
+                    page.get_by_text("Decoder mean at").first.wait_for(timeout=120_000)
                     wait_idle(page)
                 time.sleep(wait / 4)
                 page.mouse.move(5, 5)  # no hover tooltip in the picture
