@@ -14,15 +14,21 @@ from tests.browser.conftest import assert_no_exception, wait_app_idle
 ERROR = "[data-testid='stAlertContentError']"
 
 # Grey-level statistics of a loaded <img>, read back through a canvas (same origin: not tainted).
+# Rows and columns that are white from edge to edge are left out: they are the padding lines
+# between the cells of a grid, which would make a grid of blank cells look like a picture.
 IMG_STATS = """(img) => {
   const c = document.createElement('canvas');
-  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const w = c.width = img.naturalWidth, h = c.height = img.naturalHeight;
   const g = c.getContext('2d'); g.drawImage(img, 0, 0);
-  const d = g.getImageData(0, 0, c.width, c.height).data;
+  const d = g.getImageData(0, 0, w, h).data;
+  const v = (x, y) => { const i = 4 * (y * w + x); return (d[i] + d[i + 1] + d[i + 2]) / 3; };
+  const padRow = [], padCol = [];
+  for (let y = 0; y < h; y++) { let all = true; for (let x = 0; x < w && all; x++) all = v(x, y) >= 250; padRow.push(all); }
+  for (let x = 0; x < w; x++) { let all = true; for (let y = 0; y < h && all; y++) all = v(x, y) >= 250; padCol.push(all); }
   let s = 0, s2 = 0, n = 0;
-  for (let i = 0; i < d.length; i += 4) { const v = (d[i] + d[i + 1] + d[i + 2]) / 3; s += v; s2 += v * v; n++; }
+  for (let y = 0; y < h; y++) if (!padRow[y]) for (let x = 0; x < w; x++) if (!padCol[x]) { const a = v(x, y); s += a; s2 += a * a; n++; }
   const m = s / Math.max(n, 1);
-  return {w: c.width, h: c.height, mean: m, std: Math.sqrt(Math.max(0, s2 / Math.max(n, 1) - m * m))};
+  return {w, h, n, mean: m, std: Math.sqrt(Math.max(0, s2 / Math.max(n, 1) - m * m))};
 }"""
 
 # Screen position of every class point on the scatter, from Plotly's own axes: each point's
@@ -216,6 +222,8 @@ def pick_run_in_sidebar(page, run: str) -> None:
     combo.click()
     page.get_by_role("option", name=re.compile(rf"^{run} ·")).click()
     expect(combo).to_have_value(re.compile(rf"^{run} ·"), timeout=30_000)
+    # The Train page names the selected run: wait for the rerun to finish before moving on.
+    expect(page.get_by_role("heading", name=run, exact=True)).to_be_visible(timeout=30_000)
     wait_app_idle(page, 60_000)
 
 
