@@ -119,6 +119,8 @@ def selected_run() -> str | None:
     m = manager()
     name = st.session_state.get("run") or st.query_params.get("run")
     if name and m.exists(name):
+        if st.session_state.get("run") != name:
+            select_run(name)  # a run chosen by URL must survive navigation, which drops the query
         return name
     runs = m.list_runs()
     active = [r.name for r in runs if r.status.active]

@@ -245,9 +245,6 @@ def test_sidebar_links_open_every_page(page, server):
             assert_picture(page.locator("[data-testid='stImage'] img").first, "reconstruction rows")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a run chosen by a ?run= deep link is not kept in the session "
-                   "(pages/_ui.selected_run reads it from the URL but never stores it), so the first sidebar "
-                   "click, which drops the query string, silently switches to the newest run")
 def test_a_deep_linked_run_stays_selected_across_sidebar_navigation(page, server):
     page.goto(f"{server.url}/?run=tiny2d")
     wait_app_idle(page)
