@@ -130,15 +130,17 @@ def measure_server_slider(page, url: str, repeats: int) -> list[float]:
     thumb = page.locator("[data-testid='stSlider'] input[type=range]").first
     thumb.wait_for(timeout=60_000)
     wait_idle(page)
-    img_sel = "[data-testid='stImage'] img"
+    # The decoded image is the one captioned "Decoder mean at the slider code" (the base image comes first).
+    decoded = ("() => { const e = [...document.querySelectorAll(\"[data-testid='stImage']\")]"
+               ".find(x => x.innerText.includes('Decoder mean')); return e ? e.querySelector('img').src : null }")
+    page.wait_for_function(decoded, timeout=60_000)
     out = []
     for r in range(repeats):
-        src = page.locator(img_sel).first.get_attribute("src")
+        src = page.evaluate(decoded)
         thumb.focus()  # react-aria's slider: a visually hidden range input takes the keys
         t0 = time.perf_counter()
         page.keyboard.press("ArrowRight" if r % 2 == 0 else "ArrowLeft")
-        page.wait_for_function("(s) => { const i = document.querySelector(\"[data-testid='stImage'] img\"); return i && i.src !== s }",
-                               arg=src, timeout=30_000)
+        page.wait_for_function(f"(s) => {{ const now = ({decoded})(); return now && now !== s }}", arg=src, timeout=30_000)
         out.append(time.perf_counter() - t0)
     toggle.click()  # leave the session's default as it was
     return out
@@ -154,6 +156,9 @@ def measure_page_switch(page, base: str, repeats: int) -> list[float]:
         link = page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True)
         t0 = time.perf_counter()
         link.click()
+        # The old page stays on screen until the new one draws: wait for the new page's own
+        # title, then its content (the snapshot caption under that title).
+        page.get_by_role("heading", name=title, exact=True, level=1).wait_for(timeout=60_000)
         page.get_by_text("snapshot at step").first.wait_for(timeout=60_000)
         out.append(time.perf_counter() - t0)
     return out
@@ -177,18 +182,35 @@ def measure_upload(page, url: str, repeats: int) -> list[float]:
     return out
 
 
+def _safe(name: str, fn, *args):
+    """One measurement; a failure is recorded in the results instead of ending the run."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        print(f"  {name} failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+        return None
+
+
+ONLY: set[str] = set()  # --only: measure just these (names as in the results)
+
+
 def run_suite(page, url: str, repeats: int) -> dict:
     res = {}
-    for model in MODELS:
-        res[f"drag_{model}"] = measure_drag(page, f"{url}/traverse?run={model}")
+    want = lambda name: not ONLY or name in ONLY  # noqa: E731
+    for model in MODELS if want("drag") else []:
+        res[f"drag_{model}"] = _safe("drag", measure_drag, page, f"{url}/traverse?run={model}")
         print(f"  drag {model}: {res[f'drag_{model}']}", flush=True)
-    res["release_live"] = stats(measure_release(page, f"{url}/traverse?run=mlp", repeats))
+    xs = None if not want("release_live") else _safe("release_live", measure_release, page, f"{url}/traverse?run=mlp", repeats)
+    res["release_live"] = stats(xs) if xs else None
     print(f"  release (live widget): {res['release_live']}", flush=True)
-    res["release_server_slider"] = stats(measure_server_slider(page, f"{url}/traverse?run=mlp", repeats))
+    xs = None if not want("release_server_slider") else _safe("release_server_slider", measure_server_slider, page, f"{url}/traverse?run=mlp", repeats)
+    res["release_server_slider"] = stats(xs) if xs else None
     print(f"  release (server slider): {res['release_server_slider']}", flush=True)
-    res["page_switch"] = stats(measure_page_switch(page, url, repeats))
+    xs = None if not want("page_switch") else _safe("page_switch", measure_page_switch, page, url, repeats)
+    res["page_switch"] = stats(xs) if xs else None
     print(f"  page switch: {res['page_switch']}", flush=True)
-    res["upload"] = stats(measure_upload(page, f"{url}/encode?run=mlp", repeats))
+    xs = None if not want("upload") else _safe("upload", measure_upload, page, f"{url}/encode?run=mlp", repeats)
+    res["upload"] = stats(xs) if xs else None
     print(f"  upload: {res['upload']}", flush=True)
     return res
 
@@ -197,7 +219,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--out", default=str(OUT / "ui_latency.json"))
+    ap.add_argument("--only", nargs="*", default=[], help="drag, release_live, release_server_slider, page_switch, upload")
     args = ap.parse_args()
+    ONLY.update(args.only)
     from playwright.sync_api import sync_playwright
 
     runs = OUT / "ui-runs"
