@@ -75,13 +75,18 @@ def wait_idle(page, timeout=60_000):
         timeout=timeout)
 
 
-def measure_drag(page, url: str, seconds: float = 3.0) -> dict:
+def open_live_slider(page, url: str):
+    """Open a Traverse page and return (y, box) of its first live slider, once the page is idle."""
     page.goto(url)
     slider = page.locator(".le-root input[type=range]").first
     slider.wait_for(timeout=60_000)
     wait_idle(page)
     box = slider.bounding_box()
-    y = box["y"] + box["height"] / 2
+    return box["y"] + box["height"] / 2, box
+
+
+def measure_drag(page, url: str, seconds: float = 3.0) -> dict:
+    y, box = open_live_slider(page, url)
     page.mouse.move(box["x"] + box["width"] * 0.5, y)
     page.mouse.down()
     f0, d0 = page.evaluate("[window.__leFrames || 0, window.__leDecodeMs || 0]")
@@ -99,12 +104,7 @@ def measure_drag(page, url: str, seconds: float = 3.0) -> dict:
 
 def measure_release(page, url: str, repeats: int) -> list[float]:
     """Live widget: mouse up -> the server's caption shows the new code."""
-    page.goto(url)
-    slider = page.locator(".le-root input[type=range]").first
-    slider.wait_for(timeout=60_000)
-    wait_idle(page)
-    box = slider.bounding_box()
-    y = box["y"] + box["height"] / 2
+    y, box = open_live_slider(page, url)
     caption = page.get_by_text(re.compile(r"Moved from base:"))
     out = []
     for r in range(repeats):

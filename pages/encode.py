@@ -184,18 +184,12 @@ def show_results(imported: ImportedImage, source: str) -> None:
 
 
 # --- page ----------------------------------------------------------------------------------
-snap = _ui.require_snapshot("Encode your image")
-if snap is None:
-    st.stop()
-run = _ui.selected_run()
+run, snap, data = _ui.page_context("Encode your image")
 model = snap.model
 D = model.config.latent_dim
 
 st.title("Encode your image")
 _ui.snapshot_caption(run, snap)
-data = _ui.run_dataset(snap)
-if data is None:
-    st.stop()
 kind = "a handwritten digit" if data.preprocess == "digit" else "a picture like the training images"
 st.caption(f"Upload or draw {kind}. It is turned into a {data.image_shape[1]}×{data.image_shape[2]} "
            f"{'colour' if data.image_shape[0] == 3 else 'grey'} input, encoded to q(z|x) and decoded again.")

@@ -66,10 +66,7 @@ def _next_random() -> None:
 
 
 # --- page ----------------------------------------------------------------------------------
-snap = _ui.require_snapshot("Traverse")
-if snap is None:
-    st.stop()
-run = _ui.selected_run()
+run, snap, data = _ui.page_context("Traverse")
 model = snap.model
 D = model.config.latent_dim
 
@@ -78,9 +75,6 @@ _ui.snapshot_caption(run, snap)
 st.caption("Start from a code, then move one latent dimension at a time. Values are in prior standard "
            "deviations: p(z) = N(0, I), so ±3 covers almost all of the prior.")
 
-data = _ui.run_dataset(snap)
-if data is None:
-    st.stop()
 if len(data.x_test) == 0:
     st.info("The run's data set has no test images to measure, pick or interpolate.")
     st.stop()
