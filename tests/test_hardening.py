@@ -220,3 +220,28 @@ def test_engine_does_not_import_streamlit():
             "vae_core.data, vae_core.cli, vae_core.live_decode; print('streamlit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_stop_while_a_snapshot_is_being_written(tmp_path, monkeypatch):
+    """A Stop that arrives mid-save: the save completes, the run ends 'stopped', the weights load."""
+    real_save = rd.save_file
+    saving, release = threading.Event(), threading.Event()
+
+    def slow_save(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        if not saving.is_set():  # hold the first snapshot half way through its atomic replace
+            saving.set()
+            release.wait(10)
+
+    monkeypatch.setattr(rd, "save_file", slow_save)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(st=train(tiny_config(epochs=10_000), tmp_path / "run")))
+    t.start()
+    assert saving.wait(60)
+    rd.request(tmp_path / "run", "stop")  # the user presses Stop during the write
+    release.set()
+    t.join(60)
+    assert result["st"].state == "stopped"
+    snap = rd.load_snapshot(tmp_path / "run")
+    assert snap.step == result["st"].step  # the final snapshot is the stopping step, complete
+    assert not list((tmp_path / "run").glob(".*.tmp"))
