@@ -1,8 +1,10 @@
 """A new user's first minute, in a real browser: start a run, watch it update by itself,
-visit every page while it trains, reload and re-attach, stop it."""
+visit every page while it trains; reload onto a training run, re-attach and stop it."""
 import time
 
 from playwright.sync_api import expect
+
+from vae_core.manager import RunManager, new_run_config
 
 from tests.browser.conftest import assert_no_exception, wait_app_idle
 
@@ -31,17 +33,26 @@ def test_start_a_run_and_watch_it_update_by_itself(page, fresh_server):
         expect(page.get_by_text("snapshot at step").first).to_be_visible(timeout=30_000)
         assert_no_exception(page)
 
-    # A reload re-attaches to the running run, and Stop stops it.
-    page.goto(fresh_server.url)
+
+
+def test_a_reload_reattaches_to_a_training_run_and_stop_stops_it(page, fresh_server):
+    # A run long enough that it cannot finish while the test waits: the default run above
+    # lasts about a minute, and racing it made this step flaky on a fast CI machine.
+    m = RunManager(fresh_server.runs_dir)
+    run = m.start(new_run_config("digits", train={"epochs": 5_000})).name
+    page.goto(f"{fresh_server.url}/?run={run}")
     stop = page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_visible(timeout=30_000)
+    page.wait_for_function(f"({CURVE_POINTS})() > 0", timeout=60_000)
     n = page.evaluate(CURVE_POINTS)
     page.wait_for_function(f"({CURVE_POINTS})() > {n}", timeout=30_000)
     stop.click()
     expect(page.get_by_text("stopped").first).to_be_visible(timeout=15_000)
+    assert m.status(run).state == "stopped"
     stopped_at = page.evaluate(CURVE_POINTS)
     time.sleep(3)
     assert page.evaluate(CURVE_POINTS) == stopped_at
+    assert_no_exception(page)
 
 
 def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(page, fresh_server):
