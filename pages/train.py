@@ -9,6 +9,7 @@ from vae_core import explore
 from vae_core import rundir as rd
 from vae_core.config import ConfigError
 from vae_core.data import DatasetError, list_datasets
+from vae_core.config import TrainConfig
 from vae_core.manager import new_run_config
 
 m = _ui.manager()
@@ -160,12 +161,16 @@ with st.form("new-run"):
                              help="2 lets you see the latent space directly; more reconstructs better.")
     likelihood = c3.selectbox("Decoder likelihood p(x|z)", ["bernoulli", "gaussian_fixed", "gaussian_learned"])
     sigma = c4.number_input("Gaussian σ (fixed, or initial)", min_value=0.001, max_value=10.0, value=0.1, format="%.3f")
-    c1, c2, c3, c4, c5 = st.columns(5)
-    beta = c1.number_input("KL weight β", min_value=0.0, max_value=1000.0, value=1.0, step=0.25)
-    lr = c2.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, format="%.0e")
-    batch = c3.number_input("Batch size", min_value=1, max_value=65536, value=128)
-    epochs = c4.number_input("Epochs", min_value=1, max_value=100000, value=30)
-    device = c5.selectbox("Device", ["auto", "cpu", "cuda", "mps"], help="auto: CUDA, then MPS, then CPU")
+    defaults = TrainConfig()
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    beta = c1.number_input("KL weight β", min_value=0.0, max_value=1000.0, value=defaults.beta, step=0.25)
+    lr = c2.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=defaults.lr, format="%.0e",
+                         help="The peak rate; the cosine schedule warms up to it, then decays it to 0.")
+    schedule = c3.selectbox("Schedule", ["cosine", "constant"], help="cosine: warm-up, then decay to 0 by the last "
+                            "epoch (better models in the same time); constant: the same rate throughout.")
+    batch = c4.number_input("Batch size", min_value=1, max_value=65536, value=defaults.batch_size)
+    epochs = c5.number_input("Epochs", min_value=1, max_value=100000, value=defaults.epochs)
+    device = c6.selectbox("Device", ["auto", "cpu", "cuda", "mps"], help="auto: CUDA, then MPS, then CPU")
     run_name = st.text_input("Run name (optional)", max_chars=64, placeholder="letters, digits, '.', '_' or '-'")
     submitted = st.form_submit_button("Start training", type="primary", disabled=not spec)
 
@@ -173,7 +178,7 @@ if submitted:
     try:
         cfg = new_run_config(spec, image_size=image_size, channels=channels,
                              model={"body": body, "latent_dim": int(latent), "likelihood": likelihood, "decoder_sigma": float(sigma)},
-                             train={"beta": float(beta), "lr": float(lr), "batch_size": int(batch), "epochs": int(epochs), "device": device})
+                             train={"beta": float(beta), "lr": float(lr), "lr_schedule": schedule, "batch_size": int(batch), "epochs": int(epochs), "device": device})
         res = m.start(cfg, name=run_name.strip() or None)
         _ui.select_run(res.name)
         st.session_state["_flash"] = res.message

@@ -32,7 +32,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kl-estimator", choices=("analytic", "monte_carlo"))
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"),
+                   help="cosine (default): linear warm-up, then decay to 0 over the run; constant: lr throughout")
+    p.add_argument("--warmup-steps", type=int, help="steps of linear warm-up for the cosine schedule (default 100)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--num-threads", type=int)
@@ -41,7 +44,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 _MODEL_FLAGS = {"body": "body", "latent_dim": "latent_dim", "hidden": "hidden", "likelihood": "likelihood",
                 "decoder_sigma": "decoder_sigma"}
-_TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch_size", "lr", "seed", "device",
+_TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch_size", "lr", "lr_schedule",
+                "warmup_steps", "seed", "device",
                 "num_threads", "max_steps")
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import rundir as rd
 from .config import ModelConfig, RunConfig, TrainConfig
+from .trainer import SHARE_CPU_ENV
 
 DEFAULT_RUNS_DIR = "runs"
 RUNS_ENV = "LATENT_EXPLORER_RUNS"
@@ -67,6 +68,11 @@ def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, cha
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_ENV, DEFAULT_RUNS_DIR)).resolve()
+
+
+def _worker_env() -> dict[str, str]:
+    # Workers started here train beside the web app: unbuffered logs, and a core left to the app.
+    return {**os.environ, "PYTHONUNBUFFERED": "1", SHARE_CPU_ENV: "1"}
 
 
 class RunManager:
@@ -200,9 +206,8 @@ class RunManager:
             rd.atomic_write_json(sweeps / f"{sweep_id}.json", record)
             cmd = [sys.executable, "-m", "vae_core", "sweep", "--run-dirs", *(str(self.path(n)) for n in names)]
             log = open(sweeps / f"{sweep_id}.log", "ab")  # each run's own output goes to its worker.log
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=str(Path(__file__).resolve().parent.parent), env=env, start_new_session=True)
+                                    cwd=str(Path(__file__).resolve().parent.parent), env=_worker_env(), start_new_session=True)
             log.close()
             for name in names:  # _reap marks whichever run was in training failed if the process dies
                 self._procs[name] = proc
@@ -308,10 +313,9 @@ class RunManager:
         if resume:
             cmd.append("--resume")
         log = open(path / "worker.log", "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # Own session: the worker outlives a restarted web server, which re-attaches from files.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=str(Path(__file__).resolve().parent.parent), env=env, start_new_session=True)
+                                cwd=str(Path(__file__).resolve().parent.parent), env=_worker_env(), start_new_session=True)
         log.close()
         self._procs[name] = proc
 

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from . import rundir as rd
-from .config import RunConfig
+from .config import RunConfig, TrainConfig
 from .data import Dataset, load_dataset
 from .device import pick_device
 from .model import VAE
@@ -36,6 +36,8 @@ CONTROL_POLL_S = 0.1
 # Test hook for fault injection (documented in the README's testing section): "nan@<step>"
 # makes the loss NaN from that step on, so the NaN guard can be exercised on a real run.
 FAULT_ENV = "LATENT_EXPLORER_FAULT"
+# Set by RunManager for the workers it starts beside the web app: leave the app a core.
+SHARE_CPU_ENV = "LATENT_EXPLORER_SHARE_CPU"
 
 
 class AlreadyRunning(RuntimeError):
@@ -85,6 +87,31 @@ def _fault_step() -> int | None:
     if spec.startswith("nan@"):
         return int(spec[4:])
     return None
+
+
+def learning_rate(tc: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate for optimiser step ``step`` (0-based) of ``total_steps``.
+
+    A linear warm-up keeps the first Adam steps, whose moment estimates are still noisy,
+    from throwing the weights far; the cosine decay then lets a larger peak rate converge
+    (Loshchilov & Hutter 2017). A function of the step alone, so a resumed run continues
+    the same curve.
+    """
+    if tc.lr_schedule == "constant":
+        return tc.lr
+    warmup = min(tc.warmup_steps, total_steps // 10)  # a short run still spends most steps decaying
+    if step < warmup:
+        return tc.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return tc.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def worker_threads(tc: TrainConfig) -> int:
+    """CPU threads for training: the config's, else every core (or all but one beside the app)."""
+    if tc.num_threads is not None:
+        return tc.num_threads
+    cores = os.cpu_count() or 1
+    return max(1, cores - 1) if os.environ.get(SHARE_CPU_ENV) else cores
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -157,11 +184,7 @@ def _in_main_thread() -> bool:
 
 def _train_loop(config, run_dir, resume, status, stop_signal, on_log, since: float) -> rd.RunStatus:
     tc = config.train
-    if tc.num_threads is not None:
-        torch.set_num_threads(tc.num_threads)
-    else:
-        # Leave a core to the web app on small machines.
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    torch.set_num_threads(worker_threads(tc))
     device = pick_device(tc.device)
     torch.manual_seed(tc.seed)
 
@@ -194,7 +217,7 @@ def _train_loop(config, run_dir, resume, status, stop_signal, on_log, since: flo
     gen = torch.Generator(device=device).manual_seed(tc.seed + start_epoch)
     fault_at = _fault_step()
     status.update(
-        state="running", device=str(device), total_steps=total_steps, step=step, epoch=start_epoch,
+        state="running", device=str(device), threads=torch.get_num_threads(), total_steps=total_steps, step=step, epoch=start_epoch,
         steps_per_epoch=steps_per_epoch, n_train=n, n_test=len(x_test), heartbeat=time.time(),
     )
     rd.write_status(run_dir, **status)
@@ -223,6 +246,7 @@ def _train_loop(config, run_dir, resume, status, stop_signal, on_log, since: flo
             "kind": "step", "step": step, "epoch": step / steps_per_epoch, "loss": loss,
             "log_likelihood": log_likelihood, "kl": kl,
             "samples_per_s": rate, "wall_s": time.time() - t_start, "eta_s": remaining,
+            "lr": optimizer.param_groups[0]["lr"],  # the rate the last step really used
         }
         rec["elbo"] = rec["log_likelihood"] - rec["kl"]
         rd.append_metrics(run_dir, rec)
@@ -293,6 +317,9 @@ def _train_loop(config, run_dir, resume, status, stop_signal, on_log, since: flo
                         win.t0 = time.monotonic()
                 idx = perm[b * batch : (b + 1) * batch]
                 xb = x_train.index_select(0, idx)  # a row gather; x_train[idx] takes the slower generic index kernel
+                lr = learning_rate(tc, step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 loss, terms = training_terms(model, xb, config)
                 if fault_at is not None and step >= fault_at:
                     loss = loss * float("nan")
