@@ -63,25 +63,26 @@ def train_plain(
     epochs: int | None = None,
     seed: int = 0,
     warmup_steps: int = 20,
-    on_epoch: Callable[[int, float, PlainVAE], bool | None] | None = None,
+    on_epoch: Callable[[int, float, PlainVAE, float], bool | None] | None = None,
 ) -> dict:
     """Train for ``seconds`` of loop time or ``epochs`` epochs, whichever ends first.
 
-    ``on_epoch(epoch, train_seconds, model)`` runs after each epoch with the clock stopped
-    (so evaluation is not charged to training); return True to stop.
-    Returns the model, steps, samples, the loop time, and the post-warm-up rate.
+    ``on_epoch(epoch, train_seconds, model, train_cpu_seconds)`` runs after each epoch with the
+    clocks stopped (so evaluation is not charged to training); return True to stop.
+    Returns the model, steps, samples, the loop's wall and CPU time, and the post-warm-up rates
+    per wall second and per CPU second (the latter is steadier on a shared machine at 1 thread).
     """
     torch.manual_seed(seed)
     model = PlainVAE(x_train[0].numel()).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = make_loader(x_train, y_train, device)
-    train_s, steps, samples = 0.0, 0, 0
-    warm_t, warm_samples = None, 0
+    train_s, cpu_s, steps, samples = 0.0, 0.0, 0, 0
+    warm_t, warm_cpu, warm_samples = None, None, 0
     epoch, done = 0, False
     while not done and (epochs is None or epoch < epochs):
         model.train()
         train_loss = 0.0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for data, _ in loader:
             data = data.to(device)
             optimizer.zero_grad()
@@ -94,18 +95,22 @@ def train_plain(
             samples += len(data)
             if steps == warmup_steps:
                 warm_t, warm_samples = train_s + (time.perf_counter() - t0), samples
+                warm_cpu = cpu_s + (time.process_time() - c0)
             if seconds is not None and train_s + (time.perf_counter() - t0) >= seconds:
                 done = True
                 break
         train_s += time.perf_counter() - t0
+        cpu_s += time.process_time() - c0
         if done:
             break
         epoch += 1
-        if on_epoch is not None and on_epoch(epoch, train_s, model):
+        if on_epoch is not None and on_epoch(epoch, train_s, model, cpu_s):
             break
-    rate = (samples - warm_samples) / (train_s - warm_t) if warm_t is not None and train_s > warm_t else float("nan")
-    return {"model": model, "steps": steps, "samples": samples, "train_s": train_s, "epochs": epoch,
-            "samples_per_s": rate}
+    ok = warm_t is not None and train_s > warm_t
+    rate = (samples - warm_samples) / (train_s - warm_t) if ok else float("nan")
+    cpu_rate = (samples - warm_samples) / (cpu_s - warm_cpu) if ok and cpu_s > warm_cpu else float("nan")
+    return {"model": model, "steps": steps, "samples": samples, "train_s": train_s, "cpu_s": cpu_s, "epochs": epoch,
+            "samples_per_s": rate, "samples_per_cpu_s": cpu_rate}
 
 
 def to_project_vae(plain: PlainVAE, input_shape=(1, 28, 28)):
