@@ -4,16 +4,23 @@
   python bench/eval_speed.py --images 10000          # the whole test set (minutes on 2 cores)
   python bench/eval_speed.py --run runs/NAME         # a trained run's weights instead of a fresh init
 
-Every measurement runs ``vae_core.evaluate.evaluate_iwae`` in a fresh subprocess so its peak
-resident memory can be read: VmHWM is reset (/proc/self/clear_refs) after the data and model
-are loaded, so the figure is the evaluation's own high-water mark; ru_maxrss (whole process)
-is reported too. Variants: "fast" is the code as it is; "generic" forces the plain
-decode + log_likelihood path (the shortcut disabled), i.e. the code before the speed-up.
-Timing does not depend on the weights; with no --run a seeded fresh model is used.
+Timing: ``vae_core.evaluate.evaluate_iwae`` on one batch of images at a time, the variants
+taking turns batch by batch (order alternating), so a busy machine slows them alike; totals
+over the images are extrapolated to the test set. Variants: "fast" is the code as it is;
+"generic" forces the plain decode + log_likelihood path (the shortcut disabled), i.e. the
+code before the speed-up; a "+inference" suffix runs under torch.inference_mode(). The
+float32 matmul rate of the decoder's big matmul is sampled between batches: the floor.
+
+Memory: each variant also runs in a fresh subprocess at two values of k, with VmHWM reset
+(/proc/self/clear_refs) after the data and model are loaded, so the peak is the
+evaluation's own high-water mark (ru_maxrss is not used: Linux carries the parent's peak
+across fork + exec). Timing does not depend on the weights; with no --run a seeded fresh
+model is used.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -22,6 +29,12 @@ import time
 
 import _env  # noqa: F401
 from _env import ROOT, describe, machine, save
+from vae_core import objectives as _objectives
+
+from vae_core import evaluate as _evaluate
+
+_FAST = _objectives._mlp_bernoulli_log_px
+_BUDGET = _evaluate.IWAE_CHUNK_FLOATS
 
 MODEL = dict(body="mlp", hidden=400, latent_dim=20, likelihood="bernoulli")
 
@@ -44,23 +57,23 @@ def child(spec: dict) -> dict:
     else:
         torch.manual_seed(0)
         model = VAE(ModelConfig(input_shape=tuple(x.shape[1:]), **MODEL))
-    if spec["variant"] == "generic":
+    if spec["variant"].startswith("generic"):
         objectives._mlp_bernoulli_log_px = lambda *a: None
-    if spec["budget"]:
-        budget = spec["budget"]
-        evaluate.auto_chunk_size = lambda b, p: objectives.auto_chunk_size(b, p, budget_floats=budget)
+    evaluate.IWAE_CHUNK_FLOATS = spec["budget"] or evaluate.IWAE_CHUNK_FLOATS
     import gc
 
     gc.collect()
     hwm_reset = _reset_hwm()
     base_kb = _status_kb("VmRSS")
     t0 = time.perf_counter()
-    bound = evaluate.evaluate_iwae(model, x, spec["k"], batch_size=spec["batch"], seed=0)
+    mode = torch.inference_mode() if spec["variant"].endswith("+inference") else contextlib.nullcontext()
+    with mode:
+        bound = evaluate.evaluate_iwae(model, x, spec["k"], batch_size=spec["batch"], seed=0)
     secs = time.perf_counter() - t0
     return {**spec, "seconds": secs, "bound": bound, "rss_before_mb": base_kb / 1024,
             "peak_eval_mb": _status_kb("VmHWM") / 1024 if hwm_reset else None,
             "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "chunk": evaluate.auto_chunk_size(min(spec["batch"], len(x)), x[0].numel())}
+            "chunk": objectives.auto_chunk_size(min(spec["batch"], len(x)), x[0].numel(), evaluate.IWAE_CHUNK_FLOATS)}
 
 
 def _reset_hwm() -> bool:
@@ -103,6 +116,12 @@ def gemm_gflops(threads: int, rows: int = 40_000) -> float:
     return 2 * rows * 400 * 784 / best / 1e9
 
 
+def set_variant(variant: str, budget: int):
+    """Point vae_core at one variant in this process (undone by the next call)."""
+    _objectives._mlp_bernoulli_log_px = (lambda *a: None) if variant.startswith("generic") else _FAST
+    _evaluate.IWAE_CHUNK_FLOATS = budget or _BUDGET
+
+
 def main(argv=None):
     if argv is None and len(sys.argv) > 2 and sys.argv[1] == "--child":
         print(json.dumps(child(json.loads(sys.argv[2]))))
@@ -110,14 +129,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--k", type=int, default=5000)
-    p.add_argument("--images", type=int, default=200, help="test images to evaluate (the rest is extrapolated)")
+    p.add_argument("--images", type=int, default=200, help="test images to time (the rest is extrapolated)")
     p.add_argument("--full-n", type=int, default=10_000, help="test-set size to extrapolate to")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--batch", type=int, default=100, help="images per batch (evaluate_iwae's default)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2, help="passes over the images")
     p.add_argument("--variants", default="generic,fast")
-    p.add_argument("--budgets", default="0", help="comma list of chunk budgets in floats; 0 = the default")
-    p.add_argument("--memory-ks", default="500,5000", help="k values for the memory-vs-k check (fast variant)")
+    p.add_argument("--budgets", default="0", help="comma list of chunk budgets in floats (evaluate.IWAE_CHUNK_FLOATS); "
+                   "0 = the current default; 32000000 was the default before the speed-up")
+    p.add_argument("--memory-ks", default="1000,5000", help="k values for the memory check (0 skips)")
     p.add_argument("--run", default=None)
     p.add_argument("--name", default=None)
     args = p.parse_args(argv)
@@ -126,68 +146,95 @@ def main(argv=None):
 
     import torch
 
+    from vae_core import rundir as rd
+    from vae_core.config import ModelConfig
     from vae_core.data import load_dataset
+    from vae_core.evaluate import evaluate_iwae
+    from vae_core.model import VAE
 
     info = machine(torch.device("cpu"))
-    tmp = tempfile.TemporaryDirectory()
-    data_file = os.path.join(tmp.name, "x.pt")
-    torch.save(load_dataset(args.dataset).x_test[: args.images].clone(), data_file)
-    base = dict(dataset=args.dataset, images=args.images, threads=args.threads, batch=args.batch, run=args.run,
-                data_file=data_file)
+    torch.set_num_threads(args.threads)
+    x = load_dataset(args.dataset).x_test[: args.images].clone()
+    if args.run:
+        model = rd.load_snapshot(args.run).model
+    else:
+        torch.manual_seed(0)
+        model = VAE(ModelConfig(input_shape=tuple(x.shape[1:]), **MODEL))
     print(f"# eval_speed: IWAE k={args.k}, {args.images} {args.dataset} test images, {args.threads} threads, "
           f"{info['cpu']}, torch {info['torch']}", flush=True)
-    runs = []
-    variants = args.variants.split(",")
-    budgets = [int(b) for b in args.budgets.split(",")]
-    configs = [(v, b) for v in variants for b in budgets]
+    configs = [(v, int(b)) for v in args.variants.split(",") for b in args.budgets.split(",")]
+    times = {c: [0.0] * args.repeats for c in configs}
+    sums = {c: 0.0 for c in configs}
+    gflops = []
+    n_batches = (len(x) + args.batch - 1) // args.batch
     for r in range(args.repeats):
-        for v, b in (configs if r % 2 == 0 else configs[::-1]):
-            res = measure({**base, "variant": v, "budget": b, "k": args.k})
-            runs.append(res)
-            print(f"  {v:8s} budget={b or 'default':>9}: {res['seconds']:7.2f} s  bound {res['bound']:.4f}  "
-                  f"peak {res['peak_eval_mb']:.0f} MB, +{res['peak_eval_mb'] - res['rss_before_mb']:.0f} MB over "
-                  f"{res['rss_before_mb']:.0f} (load {os.getloadavg()[0]:.2f})", flush=True)
-    mem = []
-    for k in [int(s) for s in args.memory_ks.split(",") if s]:
-        res = measure({**base, "variant": variants[-1], "budget": budgets[0], "k": k})
-        mem.append(res)
-        print(f"  memory check k={k}: peak {res['peak_eval_mb']:.0f} MB, {res['seconds']:.2f} s", flush=True)
-    tmp.cleanup()
-    gflops = gemm_gflops(args.threads)
-    flops_full = args.full_n * args.k * 2 * (20 * 400 + 400 * 784)  # decoder matmuls, the bulk of the work
-    floor_s = flops_full / (gflops * 1e9)
+        for i in range(n_batches):
+            xb = x[i * args.batch : (i + 1) * args.batch]
+            gflops.append(gemm_gflops(args.threads, rows=20_000))
+            for c in (configs if (r + i) % 2 == 0 else configs[::-1]):
+                set_variant(*c)
+                with torch.inference_mode() if c[0].endswith("+inference") else contextlib.nullcontext():
+                    t0 = time.perf_counter()
+                    # seed i: every variant sees the same draws for the same batch
+                    bound = evaluate_iwae(model, xb, args.k, batch_size=args.batch, seed=i)
+                    times[c][r] += time.perf_counter() - t0
+                if r == 0:
+                    sums[c] += bound * len(xb)
+            print(f"  pass {r + 1} batch {i + 1}/{n_batches}: " + ", ".join(
+                f"{v}{'@' + str(b) if b else ''} {times[(v, b)][r]:.1f} s" for v, b in configs) +
+                f" (load {os.getloadavg()[0]:.2f})", flush=True)
+    set_variant("fast", 0)
 
+    mem = []
+    ks = [int(k) for k in args.memory_ks.split(",") if int(k) > 0]
+    if ks:
+        tmp = tempfile.TemporaryDirectory()
+        data_file = os.path.join(tmp.name, "x.pt")
+        torch.save(x[: args.batch].clone(), data_file)
+        for v, b in configs:
+            for k in ks:
+                res = measure(dict(dataset=args.dataset, images=min(args.batch, len(x)), threads=args.threads,
+                                   batch=args.batch, run=args.run, data_file=data_file, variant=v, budget=b, k=k))
+                mem.append(res)
+                print(f"  memory {v}@{res['chunk']} k={k}: peak {res['peak_eval_mb']:.0f} MB "
+                      f"(+{res['peak_eval_mb'] - res['rss_before_mb']:.0f})", flush=True)
+        tmp.cleanup()
+
+    g = describe(gflops)
+    flops_full = args.full_n * args.k * 2 * (20 * 400 + 400 * 784)  # the decoder's matmuls: the bulk of the work
+    floor_s = flops_full / (g["median"] * 1e9)
     lines = [f"Device: cpu — {info['cpu']} ({info['cores']} cores), torch {info['torch']}, {args.threads} threads; "
-             f"IWAE k={args.k}, default MLP 784-400-20 (Bernoulli), {args.images} {args.dataset} test images "
-             f"timed, {args.repeats} repeats, each in a fresh process; load average at start "
+             f"IWAE k={args.k}, default MLP 784-400-20 (Bernoulli); {len(x)} {args.dataset} test images timed in "
+             f"batches of {args.batch}, variants taking turns, {args.repeats} passes; load average at start "
              f"{info['loadavg_start'][0]:.2f}.", "",
-             f"| path | chunk (samples) | seconds for {args.images} images, median (min–max) | extrapolated to "
-             f"{args.full_n:,} images | bound (nats) | peak RSS during eval (rise over start) |",
-             "|---|---|---|---|---|---|"]
+             f"| path | chunk (samples) | seconds per {len(x)} images, median (min–max) of {args.repeats} passes | "
+             f"extrapolated to {args.full_n:,} images | vs generic | bound (nats/image) |", "|---|---|---|---|---|---|"]
     summary = {}
-    for v, b in configs:
-        rs = [x for x in runs if x["variant"] == v and x["budget"] == b]
-        d = describe([x["seconds"] for x in rs])
-        ext = d["median"] * args.full_n / args.images
-        peak = max(rs, key=lambda x: x["peak_eval_mb"] or 0)
-        summary[f"{v}@{b}"] = {"seconds": d, "extrapolated_s": ext, "bound": rs[0]["bound"], "chunk": rs[0]["chunk"],
-                               "peak_eval_mb": peak["peak_eval_mb"], "rise_mb": peak["peak_eval_mb"] - peak["rss_before_mb"]}
-        lines.append(f"| {v} | {rs[0]['chunk']} | {d['median']:.2f} ({d['min']:.2f}–{d['max']:.2f}) | "
-                     f"{ext:.0f} s ({ext / 60:.1f} min) | {rs[0]['bound']:.4f} | {peak['peak_eval_mb']:.0f} MB "
-                     f"(+{peak['peak_eval_mb'] - peak['rss_before_mb']:.0f}) |")
-    lines += ["", f"Memory against k ({variants[-1]} path, {args.images} images):", "",
-              "| k | peak RSS during eval (rise over start) | whole-process ru_maxrss | seconds |", "|---|---|---|---|"]
-    for m in mem:
-        lines.append(f"| {m['k']} | {m['peak_eval_mb']:.0f} MB (+{m['peak_eval_mb'] - m['rss_before_mb']:.0f}) | "
-                     f"{m['ru_maxrss_mb']:.0f} MB | {m['seconds']:.2f} |")
-    lines += ["", f"Floor: the decoder matmuls alone are {flops_full:.2e} FLOPs for {args.full_n:,} images × k={args.k}; "
-              f"this machine's float32 matmul of that shape runs at {gflops:.0f} GFLOP/s with {args.threads} threads, "
-              f"so no exact float32 method can go below ~{floor_s:.0f} s here."]
+    base = describe(times[configs[0]])["median"]
+    for c in configs:
+        d = describe(times[c])
+        ext = d["median"] * args.full_n / len(x)
+        chunk = _objectives.auto_chunk_size(min(args.batch, len(x)), x[0].numel(), c[1] or _BUDGET)
+        summary[f"{c[0]}@{c[1]}"] = {"seconds": d, "extrapolated_s": ext, "bound": sums[c] / len(x), "chunk": chunk}
+        lines.append(f"| {c[0]} | {chunk} | {d['median']:.1f} ({d['min']:.1f}–{d['max']:.1f}) | {ext:.0f} s "
+                     f"({ext / 60:.1f} min) | {base / d['median']:.2f}× | {sums[c] / len(x):.4f} |")
+    set_variant("fast", 0)
+    if mem:
+        lines += ["", f"Peak resident memory of the evaluation ({min(args.batch, len(x))} images, fresh process each):", "",
+                  "| path | chunk | k | peak RSS during eval | rise over the loaded process |", "|---|---|---|---|---|"]
+        for m in mem:
+            lines.append(f"| {m['variant']} | {m['chunk']} | {m['k']} | {m['peak_eval_mb']:.0f} MB | "
+                         f"+{m['peak_eval_mb'] - m['rss_before_mb']:.0f} MB |")
+    lines += ["", f"Floor: the decoder's matmuls alone are {flops_full:.2e} FLOPs for {args.full_n:,} images × "
+              f"k={args.k}; float32 matmul of that shape ran at {g['median']:.0f} GFLOP/s (median; "
+              f"{g['min']:.0f}–{g['max']:.0f}) with {args.threads} threads between batches, so no exact float32 "
+              f"method gets below ~{floor_s:.0f} s here."]
     md = "\n".join(lines) + "\n"
     print()
     print(md)
-    path = save(args.name or f"eval_speed_{args.dataset}_k{args.k}", {"machine": info, "args": vars(args), "runs": runs,
-                "summary": summary, "memory": mem, "gemm_gflops": gflops, "floor_s": floor_s}, md)
+    path = save(args.name or f"eval_speed_{args.dataset}_k{args.k}",
+                {"machine": info, "args": vars(args), "times": {f"{v}@{b}": t for (v, b), t in times.items()},
+                 "summary": summary, "memory": mem, "gemm_gflops": gflops, "floor_s": floor_s}, md)
     print(f"saved {path}")
 
 

@@ -10,6 +10,7 @@ import torch
 
 from .objectives import auto_chunk_size, elbo_terms, gaussian_kl_per_dim, iwae_bound
 
+IWAE_CHUNK_FLOATS = 8_000_000  # decoder outputs per chunk in evaluate_iwae
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x E_q[z_d] > 0.01
 
 
@@ -43,7 +44,9 @@ def evaluate_iwae(
     """Mean importance-weighted bound with k samples over x (nats per example; -result is the IWAE NLL).
 
     Memory is bounded: ``batch_size`` examples at a time, samples drawn in chunks sized by
-    ``auto_chunk_size`` so the decoder output never exceeds ~32M floats.
+    ``auto_chunk_size`` so the decoder output never exceeds ~8M floats (32 MB). Chunks that
+    size ran faster than 32M-float ones on a 2-core CPU (bench/RESULTS.md, IWAE section):
+    the chunk's tensors stay nearer the cache, and the matmuls are still large.
     """
     model.eval()
     g = torch.Generator(device=x.device).manual_seed(seed)
@@ -51,7 +54,7 @@ def evaluate_iwae(
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
-        chunk = auto_chunk_size(len(xb), pixels)
+        chunk = auto_chunk_size(len(xb), pixels, budget_floats=IWAE_CHUNK_FLOATS)
         total += iwae_bound(model, xb, k, chunk_size=chunk, generator=g).double().sum()
         if progress:
             progress(min(i + batch_size, len(x)), len(x))
