@@ -38,6 +38,19 @@ nav = {
 }
 page = st.navigation({k: v for k, v in nav.items() if v})
 
+
+def run_status_line(name: str) -> None:
+    """The selected run's state, live: the picker's labels are only as fresh as the last full rerun."""
+    status = _ui.manager().status(name)
+    _ui.rerun_when_run_ends(name, status.active)
+    text = f"**{status.label}**"
+    if status.total_steps:
+        text += f" · step {status.step:,} of {status.total_steps:,} · epoch {status.epoch}"
+    st.caption(text)
+    if status.active and status.total_steps:
+        st.progress(status.progress)
+
+
 with st.sidebar:
     runs = _ui.manager().list_runs()
     current = _ui.selected_run()
@@ -49,6 +62,7 @@ with st.sidebar:
         if choice != current:
             _ui.select_run(choice)
             st.rerun()
+        st.fragment(run_status_line, run_every=_ui.refresh_every(choice))(choice)
     else:
         st.caption("No runs yet: start one on the Train page.")
 

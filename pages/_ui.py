@@ -145,6 +145,16 @@ def refresh_every(name: str | None) -> float | None:
     return None
 
 
+def rerun_when_run_ends(name: str, active: bool) -> None:
+    """Called from auto-refreshing fragments: when the run they watch stops being active, one
+    full rerun refreshes the rest of the app and turns the timers off (run_every is set per rerun)."""
+    if active:
+        st.session_state["_live_run"] = name
+    elif st.session_state.get("_live_run") == name:
+        del st.session_state["_live_run"]
+        st.rerun()
+
+
 def start_default_run() -> None:
     res = manager().start(new_run_config(DEFAULT_RUN["dataset"], model=DEFAULT_RUN["model"], train=DEFAULT_RUN["train"]))
     select_run(res.name)

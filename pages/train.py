@@ -23,11 +23,7 @@ st.caption("Train a variational autoencoder and look inside it while it learns. 
 # --- the selected run, live --------------------------------------------------------------
 def live_panel(run: str) -> None:
     status = m.status(run)
-    if not status.active and st.session_state.get("_was_active") == run:
-        st.session_state.pop("_was_active")
-        st.rerun()  # the run just ended: a full rerun turns the auto-refresh off
-    if status.active:
-        st.session_state["_was_active"] = run
+    _ui.rerun_when_run_ends(run, status.active)
 
     head, buttons = st.columns([3, 2], vertical_alignment="center")
     cfg = _config_or_none(run)

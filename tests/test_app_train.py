@@ -32,3 +32,17 @@ def test_bad_run_name_shows_an_error_and_starts_nothing(empty_runs):
     assert not at.exception
     assert any("not allowed" in e.value for e in at.error)
     assert not any(p.is_dir() and not p.name.startswith(".") for p in empty_runs.iterdir())
+
+
+def test_sidebar_says_the_selected_runs_state_and_progress(app_runs):
+    from streamlit.testing.v1 import AppTest
+
+    from vae_core import rundir as rd
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.session_state["run"] = "tiny"
+    at.run()
+    assert not at.exception
+    st_ = rd.read_status(app_runs / "tiny")
+    captions = [c.value for c in at.sidebar.caption]
+    assert f"**finished** · step {st_.step:,} of {st_.total_steps:,} · epoch {st_.epoch}" in captions

@@ -46,9 +46,19 @@ def test_a_reload_reattaches_to_a_training_run_and_stop_stops_it(page, fresh_ser
     page.wait_for_function(f"({CURVE_POINTS})() > 0", timeout=60_000)
     n = page.evaluate(CURVE_POINTS)
     page.wait_for_function(f"({CURVE_POINTS})() > {n}", timeout=30_000)
+
+    # The sidebar's status line follows the run by itself too (not only at full reruns).
+    line = page.get_by_test_id("stSidebar").get_by_text("running · step")
+    expect(line).to_be_visible(timeout=30_000)
+    before = line.inner_text()
+    page.wait_for_function(
+        "(t) => { const e = [...document.querySelectorAll('[data-testid=stSidebar] [data-testid=stCaptionContainer]')]"
+        ".find(e => e.innerText.includes('running · step')); return e && e.innerText !== t }", arg=before, timeout=30_000)
+
     stop.click()
     expect(page.get_by_text("stopped").first).to_be_visible(timeout=15_000)
     assert m.status(run).state == "stopped"
+    expect(page.get_by_test_id("stSidebar").get_by_text("stopped · step")).to_be_visible(timeout=15_000)
     stopped_at = page.evaluate(CURVE_POINTS)
     time.sleep(3)
     assert page.evaluate(CURVE_POINTS) == stopped_at
