@@ -95,6 +95,22 @@ def remember_result(namespace: str, key, value, limit: int = 16) -> None:
             store.popitem(last=False)
 
 
+def result_on_request(namespace: str, key, start: bool, compute, prompt: str | None = None):
+    """A lab's result: computed now (with a progress bar) when ``start``, else the remembered one.
+
+    ``compute(progress)`` gets a ``progress(fraction, text)`` callback. With no result yet,
+    ``prompt`` (if given) says how to get one, and the return value is None.
+    """
+    if start:
+        bar = st.progress(0.0, text="starting…")
+        remember_result(namespace, key, compute(lambda f, text: bar.progress(min(1.0, f), text=text)))
+        bar.empty()
+    result = cached_result(namespace, key)
+    if result is None and prompt:
+        st.info(prompt)
+    return result
+
+
 # --- the selected run ------------------------------------------------------------------
 def _route_through_app() -> None:
     """Make a deep link (/sample?run=…) on a fresh server run app.py's navigation.

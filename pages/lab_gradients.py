@@ -23,14 +23,6 @@ st.caption("The study notes ask: *is the reparameterization trick for reducing v
 
 
 # Results per (run, step, settings), shared by every session of this server.
-def _cached(key):
-    return _ui.cached_result("gradients", key)
-
-
-def _remember(key, value) -> None:
-    _ui.remember_result("gradients", key, value)
-
-
 # --- the model part -------------------------------------------------------------------------
 def model_lab(name: str, snap) -> None:
     data = _ui.run_dataset(snap)
@@ -49,17 +41,14 @@ def model_lab(name: str, snap) -> None:
     settings = (n_img, ls, repeats, ref, BASELINES[base_label])
     key = (name, snap.step, settings)
 
-    if st.button("Run the gradient lab", type="primary", help="Takes a few seconds on a CPU for the default settings."):
-        x = data.x_test[_ui.spread(len(data.x_test), n_img)]
-        bar = st.progress(0.0, text="starting…")
-        result = lg.gradient_study(snap.model, x, ls=ls, repeats=repeats, max_groups=max(8, repeats),
-                                   reference_samples=ref, baseline=BASELINES[base_label],
-                                   progress=lambda f, t: bar.progress(min(1.0, f), text=t))
-        bar.empty()
-        _remember(key, result)
-    result = _cached(key)
+    start = st.button("Run the gradient lab", type="primary", help="Takes a few seconds on a CPU for the default settings.")
+    x = data.x_test[_ui.spread(len(data.x_test), n_img)]
+    result = _ui.result_on_request(
+        "gradients", key, start,
+        lambda progress: lg.gradient_study(snap.model, x, ls=ls, repeats=repeats, max_groups=max(8, repeats),
+                                           reference_samples=ref, baseline=BASELINES[base_label], progress=progress),
+        "Press **Run the gradient lab** to measure the three estimators on this run's current weights.")
     if result is None:
-        st.info("Press **Run the gradient lab** to measure the three estimators on this run's current weights.")
         return
     show_model_result(result)
 

@@ -19,14 +19,6 @@ st.caption("The study notes ask why *sampling z from Q gives an estimator which 
 
 
 # Results per (run, step, settings), shared by every session of this server.
-def _cached(key):
-    return _ui.cached_result("marginal", key)
-
-
-def _remember(key, value) -> None:
-    _ui.remember_result("marginal", key, value)
-
-
 def _random_image(n: int) -> None:
     st.session_state["ml-index"] = int(np.random.default_rng().integers(n))
 
@@ -50,15 +42,11 @@ def image_lab(name: str, snap, data) -> None:
     x = data.x_test[idx : idx + 1]
     pic.image(_ui.picture(x[0].numpy(), target_px=112), caption=f"test image {idx}")
     key = (name, snap.step, int(idx), k_max, repeats)
-    if go_:
-        bar = st.progress(0.0, text="starting…")
-        result = lm.marginal_study(snap.model, x, k_max=k_max, repeats=repeats,
-                                   progress=lambda f, t: bar.progress(min(1.0, f), text=t))
-        bar.empty()
-        _remember(key, result)
-    result = _cached(key)
+    result = _ui.result_on_request(
+        "marginal", key, go_,
+        lambda progress: lm.marginal_study(snap.model, x, k_max=k_max, repeats=repeats, progress=progress),
+        "Press **Estimate log p(x)** to run both importance samplers on this image.")
     if result is None:
-        st.info("Press **Estimate log p(x)** to run both importance samplers on this image.")
         return
     show_image_result(result, zoom)
 
@@ -162,13 +150,10 @@ def test_set_lab(name: str, snap, data) -> None:
     go_ = c3.button("Compute the test-set NLL", type="primary",
                     help="k decoder passes per image: 500 images × 1,000 draws take tens of seconds on a CPU.")
     key = (name, snap.step, n, k)
-    if go_:
-        bar = st.progress(0.0, text="starting…")
-        res = lm.test_set_nll(snap.model, data.x_test[:n], k=k,
-                              progress=lambda done, total: bar.progress(done / total, text=f"{done:,} of {total:,} images"))
-        bar.empty()
-        _remember(key, res)
-    res = _cached(key)
+    res = _ui.result_on_request(
+        "marginal", key, go_,
+        lambda progress: lm.test_set_nll(snap.model, data.x_test[:n], k=k, progress=lambda done, total: progress(
+            done / total, f"{done:,} of {total:,} images")))
     if res is None:
         st.caption("The usual number to report for a VAE: −log p(x) estimated with the importance-weighted bound, "
                    "averaged over test images (lower is better).")

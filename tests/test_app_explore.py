@@ -46,7 +46,7 @@ def _test_labels(runs_dir, run: str) -> np.ndarray:
 
 
 # --- every page ---------------------------------------------------------------------------
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", [*PAGES, "pages/traverse.py", "pages/encode.py"])
 def test_empty_state_offers_a_default_run(empty_runs, page):
     at = page_app(page).run()
     assert not at.exception

@@ -66,16 +66,6 @@ def _slider_keys(at) -> list[str]:
     return [s.key for s in at.slider if s.key and s.key.startswith("traverse_z")]
 
 
-# --- empty state -------------------------------------------------------------------------------
-# Not named "page": pytest-playwright owns that fixture name.
-@pytest.mark.parametrize("page_file", ["pages/traverse.py", "pages/encode.py"])
-def test_empty_state(empty_runs, page_file):
-    at = page_app(page_file).run()
-    assert not at.exception
-    assert any("No model yet" in i.value for i in at.info)
-    assert any("Train a default model" in b.label for b in at.button)
-
-
 # --- Traverse ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("run", RUNS)
 def test_traverse_slider_changes_the_image(app_runs, run):
