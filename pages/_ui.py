@@ -161,9 +161,12 @@ def refresh_every(name: str | None) -> float | None:
     return None
 
 
-def rerun_when_run_ends(name: str, active: bool) -> None:
+def rerun_when_run_ends(name: str, active: bool | None = None) -> None:
     """Called from auto-refreshing fragments: when the run they watch stops being active, one
-    full rerun refreshes the rest of the app and turns the timers off (run_every is set per rerun)."""
+    full rerun refreshes the rest of the app and turns the timers off (run_every is set per rerun).
+    The fragments share one key, so the first to notice reruns and the others need not."""
+    if active is None:
+        active = manager().status(name).active
     if active:
         st.session_state["_live_run"] = name
     elif st.session_state.get("_live_run") == name:

@@ -138,10 +138,7 @@ def on_pick(run: str):
 
 # --- the live part ---------------------------------------------------------------------
 def live(run: str) -> None:
-    if _ui.refresh_every(run) is None and st.session_state.pop("_ls_live", None) == run:
-        st.rerun()  # the run just ended: a full rerun switches the auto-refresh off
-    if _ui.refresh_every(run):
-        st.session_state["_ls_live"] = run
+    _ui.rerun_when_run_ends(run)
     s = _ui.snapshot(run)
     if s is None:
         return

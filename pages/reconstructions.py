@@ -83,13 +83,12 @@ def _worst_then_best(run: str, step: int, mtime: float, _model, _x) -> tuple[np.
     """The worst then the best reconstructed test images: (indices, Reconstruction fields).
 
     Computed once per snapshot: the leading underscores keep the model and data out of the
-    cache key, since (run, step, mtime) already names the weights. The losses shown come
-    from the same seeded full-set pass that ranked them, so the order and numbers agree.
+    cache key, since (run, step, mtime) already names the weights.
     Plain arrays are cached (a pickled dataclass breaks when vae_core is reloaded).
     """
-    best, worst = explore.best_and_worst(_model, _x, n=N_BEST_WORST)
+    full = explore.reconstruct(_model, _x)  # one seeded pass over the test set: ranks and numbers agree
+    best, worst = explore.rank_by_loss(full.per_example_loss, n=N_BEST_WORST)
     ids = np.concatenate([worst, best])
-    full = explore.reconstruct(_model, _x)  # same seed as the ranking: identical per-image losses
     return ids, (full.mean[ids], None, full.per_example_loss[ids], full.log_likelihood[ids], full.kl[ids])
 
 
@@ -112,12 +111,7 @@ def _ranked(run: str, s) -> dict:
 
 # --- the live part: refreshes with every new snapshot while the run trains ----------------
 def live(run: str, ids: np.ndarray, seed: int) -> None:
-    was_live = st.session_state.get("_recon_live") == run
-    if _ui.refresh_every(run) is None and was_live:
-        st.session_state.pop("_recon_live")
-        st.rerun()  # the run just ended: a full rerun switches the auto-refresh off
-    if _ui.refresh_every(run):
-        st.session_state["_recon_live"] = run
+    _ui.rerun_when_run_ends(run)
     s = _ui.snapshot(run)
     if s is None:
         return

@@ -86,10 +86,7 @@ def _samples_on_scatter(run: str, s, z: np.ndarray) -> None:
 
 
 def live(run: str, seed: int, temperature: float, side: int, place: bool) -> None:
-    if _ui.refresh_every(run) is None and st.session_state.pop("_sample_live", None) == run:
-        st.rerun()  # the run just ended: a full rerun switches the auto-refresh off
-    if _ui.refresh_every(run):
-        st.session_state["_sample_live"] = run
+    _ui.rerun_when_run_ends(run)
     s = _ui.snapshot(run)
     if s is None:
         return

@@ -195,9 +195,13 @@ def reconstruct(model, x: ArrayLike, sample: bool = False, seed: int = 0, batch_
 
 def best_and_worst(model, x: ArrayLike, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the n best (lowest negative ELBO, best first) and n worst (highest, worst first) examples."""
-    loss = reconstruct(model, x, seed=seed).per_example_loss  # (N,)
-    order = np.argsort(loss, kind="stable")
-    n = max(0, min(n, len(loss)))
+    return rank_by_loss(reconstruct(model, x, seed=seed).per_example_loss, n)
+
+
+def rank_by_loss(per_example_loss: np.ndarray, n: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the n lowest losses (best first) and the n highest (worst first)."""
+    order = np.argsort(per_example_loss, kind="stable")
+    n = max(0, min(n, len(order)))
     return order[:n], order[::-1][:n]
 
 
