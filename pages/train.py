@@ -44,14 +44,15 @@ def live_panel(run: str) -> None:
         st.error(f"The run failed: {status.error}")
     if status.extra.get("snapshot_error"):
         st.warning(status.extra["snapshot_error"])
-    if status.total_steps:
-        eta = f" · about {_duration(status.eta_s)} left" if status.active and status.eta_s else ""
-        rate = f" · {status.samples_per_s:,.0f} samples/s" if status.samples_per_s else ""
-        st.progress(status.progress, text=f"step {status.step:,} of {status.total_steps:,} · epoch {status.epoch}{rate}{eta}")
-
     metrics = rd.read_metrics(m.path(run))
     steps = [r for r in metrics if r.get("kind") == "step"]
     epochs = [r for r in metrics if r.get("kind") == "epoch"]
+    if status.total_steps:
+        eta = f" · about {_duration(status.eta_s)} left" if status.active and status.eta_s else ""
+        rate = f" · {status.samples_per_s:,.0f} samples/s" if status.samples_per_s else ""
+        lr = f" · learning rate {steps[-1]['lr']:.1e}" if steps and "lr" in steps[-1] else ""
+        st.progress(status.progress, text=f"step {status.step:,} of {status.total_steps:,} · epoch {status.epoch}"
+                                          f"{lr}{rate}{eta}")
     if steps:
         st.plotly_chart(_curves(steps, epochs), width="stretch", key="curves")
     elif status.active:

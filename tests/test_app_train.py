@@ -16,6 +16,8 @@ def test_train_page_shows_a_finished_run(app_runs):
     assert not at.exception
     assert any("tiny" in h.value for h in at.subheader)
     assert any("finished" in c.value for c in at.caption)
+    progress = at.get("progress")[0].proto.text
+    assert "step" in progress and "learning rate" in progress  # the schedule's last rate, from the metrics
     assert at.dataframe  # the runs table
     names = at.dataframe[0].value["run"].tolist()
     assert set(names) >= {"tiny", "tiny2d", "tiny1d"}
