@@ -120,6 +120,10 @@ def test_page_runs_and_draws_charts(app_runs):
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == 3
     assert any("Effective sample size" in m.value for m in at.markdown)
+    # The explanation follows the numbers: on this 3-D digits model the prior keeps up, and the
+    # page must not claim it is "still -0.0 nats under" (it once did).
+    what = next(m.value for m in at.markdown if "What you see" in m.value)
+    assert "has caught up" in what and "still" not in what
     # The test-set NLL on a few images.
     at.number_input[1].set_value(20).run()
     [b for b in at.button if "test-set" in b.label][0].click().run()
