@@ -56,7 +56,8 @@ with st.sidebar:
     current = _ui.selected_run()
     if runs:
         names = [r.name for r in runs]
-        labels = {r.name: f"{r.name} · {r.status.label}" for r in runs}
+        # The selected run's state is on the live line below; a label only refreshes on a full rerun.
+        labels = {r.name: r.name if r.name == current else f"{r.name} · {r.status.label}" for r in runs}
         choice = st.selectbox("Run", names, index=names.index(current) if current in names else 0,
                               format_func=labels.get, help="Every page works on this run's latest snapshot.")
         if choice != current:
