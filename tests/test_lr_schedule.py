@@ -95,3 +95,13 @@ def test_a_worker_started_by_the_app_leaves_it_a_core(runs_dir):
         m.stop(name)
         wait_for(lambda: not m.status(name).active, timeout=10)
     assert math.isfinite(m.status(name).step)
+
+
+def test_a_config_from_before_the_schedule_keeps_its_constant_rate():
+    from vae_core.config import RunConfig
+
+    d = RunConfig().to_dict()
+    del d["train"]["lr_schedule"], d["train"]["warmup_steps"]
+    old = RunConfig.from_dict(d)
+    assert old.train.lr_schedule == "constant"
+    assert RunConfig.from_dict(RunConfig().to_dict()).train.lr_schedule == "cosine"  # new configs round-trip

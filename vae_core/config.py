@@ -180,7 +180,12 @@ class RunConfig:
         if version != FORMAT_VERSION:
             raise ConfigError(f"config format version {version!r} is not supported (this build reads {FORMAT_VERSION})")
         model = _from_fields(ModelConfig, d.get("model", {}), "model")
-        train = _from_fields(TrainConfig, d.get("train", {}), "train")
+        train_d = d.get("train", {})
+        if isinstance(train_d, dict) and "lr_schedule" not in train_d:
+            # Written before the schedule existed: those runs trained at a constant rate, and a
+            # resumed one must go on that way rather than jump onto the new default's curve.
+            train_d = {**train_d, "lr_schedule": "constant"}
+        train = _from_fields(TrainConfig, train_d, "train")
         return cls(model=model, train=train).validate()
 
     @classmethod
