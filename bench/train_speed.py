@@ -27,7 +27,6 @@ Results are printed as markdown and saved to bench/results/train_speed_<dataset>
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 import time

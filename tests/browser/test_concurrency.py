@@ -4,7 +4,6 @@ import os
 import re
 import time
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import assert_no_exception, wait_app_idle

@@ -5,7 +5,6 @@ import random
 import re
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw, ImageFilter
 from playwright.sync_api import expect
 
