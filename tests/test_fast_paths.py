@@ -53,10 +53,13 @@ def test_training_loss_and_gradients_equal_the_plain_formula(binary):
 
 
 @pytest.mark.parametrize("body", ["mlp", "conv"])
-def test_elbo_terms_bernoulli_form_equals_model_log_likelihood(body):
+def test_bernoulli_form_equals_bce_with_logits_and_elbo_terms_uses_it(body):
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=SHAPE, body=body, hidden=64, latent_dim=5, conv_channels=4))
     x = batch(8)
+    logits = 8 * torch.randn(3, *x.shape, generator=torch.Generator().manual_seed(2))  # large |l| too
+    bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(2).sum(-1)
+    torch.testing.assert_close(model.log_likelihood(x, logits), -bce, rtol=1e-5, atol=1e-3)
     terms = elbo_terms(model, x, samples=3, generator=torch.Generator().manual_seed(6))
     z = sample_posterior(model.encode(x), 3, torch.Generator().manual_seed(6))
     ref = model.log_likelihood(x, model.decode(z)).mean(0)

@@ -85,13 +85,7 @@ def elbo_terms(
     """
     post = model.encode(x)
     z = sample_posterior(post, samples, generator)  # (L, B, D)
-    decoded = model.decode(z)
-    if _is_own_vae(model) and model.config.likelihood == "bernoulli":
-        # log Bernoulli(x; sigmoid(l)) = x*l - softplus(l): the same value as model.log_likelihood's
-        # -BCE-with-logits, in fewer passes over the (L, B, pixels) tensor, forward and backward.
-        log_px_z = (x * decoded - torch.nn.functional.softplus(decoded)).flatten(start_dim=-3).sum(-1)
-    else:
-        log_px_z = model.log_likelihood(x, decoded)  # (L, B)
+    log_px_z = model.log_likelihood(x, model.decode(z))  # (L, B)
     if kl_estimator == "analytic":
         kl = gaussian_kl(post)
     else:
@@ -100,8 +94,8 @@ def elbo_terms(
 
 
 def _is_own_vae(model) -> bool:
-    """True for vae_core's VAE with its own decode and log_likelihood: the shortcuts here
-    rely on their exact form, so a subclass overriding either takes the generic path."""
+    """True for vae_core's VAE with its own decode and log_likelihood: the IWAE shortcut below
+    relies on their exact form, so a subclass overriding either takes the generic path."""
     from .model import VAE
 
     return isinstance(model, VAE) and type(model).decode is VAE.decode \
