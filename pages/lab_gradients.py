@@ -22,7 +22,6 @@ st.caption("The study notes ask: *is the reparameterization trick for reducing v
            "three ways on your model and measures how noisy each one is.")
 
 
-# Results per (run, step, settings), shared by every session of this server.
 # --- the model part -------------------------------------------------------------------------
 def model_lab(name: str, snap) -> None:
     data = _ui.run_dataset(snap)

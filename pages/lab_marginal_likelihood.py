@@ -18,7 +18,6 @@ st.caption("The study notes ask why *sampling z from Q gives an estimator which 
            "sampling z from N(0, 1)*. Here both estimate log p(x) for one of your test images.")
 
 
-# Results per (run, step, settings), shared by every session of this server.
 def _random_image(n: int) -> None:
     st.session_state["ml-index"] = int(np.random.default_rng().integers(n))
 
@@ -110,8 +109,6 @@ def show_image_result(r: lm.MarginalStudy, zoom: bool = False) -> None:
     left.plotly_chart(_estimate_figure(r, zoom), width="stretch", key="ml-estimates")
     with right:
         gap = qm - pm
-        spread = {w: float(np.ptp(r.log_w_sample[w])) if len(r.log_w_sample.get(w, ())) else float("nan")
-                  for w in ("prior", "posterior")}
         what = (f"**What you see.** With K = {k:,} draws the prior-sampling estimate is **{pm:.1f} ± {ps:.1f}** nats, "
                 f"the encoder-sampling one **{qm:.1f} ± {qs:.1f}** (mean ± s.d. over {r.repeats} repeats). Both "
                 "estimate the same log p(x) and both get there as K → ∞. The encoder's curve starts at the ELBO "
@@ -120,17 +117,18 @@ def show_image_result(r: lm.MarginalStudy, zoom: bool = False) -> None:
             what += (f"the prior's climbs from far below and is still **{gap:.1f} nats** under the encoder's "
                      "(which is itself, on average, below log p(x)).")
         else:
-            what += (f"here the prior's has caught up (the two differ by {abs(gap):.1f} nats). With "
-                     "only a few latent dimensions or a blurry decoder, enough of N(0, I) explains the image that plain prior draws find it; on a model with "
-                     "more latent dimensions (the default 16 on MNIST) the prior falls far behind.")
+            what += (f"here the prior's has caught up (the two differ by {abs(gap):.1f} nats). With only a "
+                     "few latent dimensions or a blurry decoder, enough of N(0, I) explains the image that plain "
+                     "prior draws find it; on a model with more latent dimensions (the default 16 on MNIST) the "
+                     "prior falls far behind.")
         st.markdown(what)
         st.markdown(
             "**Why.** log p(x) = log E_z~r[p(x|z) p(z) / r(z)] holds for any proposal r, but only z that "
             "explain *this* image (where p(x|z) is not negligible) contribute, and they may fill a tiny corner of "
-            f"the prior. Here the log weights of draws from N(0, I) span {spread['prior']:.0f} nats (histogram "
+            f"the prior. Here the log weights of draws from N(0, I) span {r.log_weight_span('prior'):.0f} nats (histogram "
             "below): when that span is wide, the average is decided by the luckiest draw and comes out too low "
             "until K is huge (the log of a noisy average is biased low). The encoder q(z|x) was trained to propose "
-            f"those z: its log weights span {spread['posterior']:.0f} nats, so a handful of draws already lands close.")
+            f"those z: its log weights span {r.log_weight_span('posterior'):.0f} nats, so a handful of draws already lands close.")
         note = ""
         if ess_q < 0.05 * k:
             note = (" Even the encoder's ESS is a small fraction of K: q(z|x) does not match the true posterior "

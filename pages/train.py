@@ -1,4 +1,6 @@
 """Train: choose data and model, start/pause/resume/stop, watch live curves; manage runs."""
+from typing import get_args
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -7,9 +9,8 @@ from plotly.subplots import make_subplots
 from pages import _ui
 from vae_core import explore
 from vae_core import rundir as rd
-from vae_core.config import ConfigError
+from vae_core.config import ConfigError, LRSchedule, TrainConfig
 from vae_core.data import DatasetError, list_datasets
-from vae_core.config import TrainConfig
 from vae_core.manager import new_run_config
 
 m = _ui.manager()
@@ -163,7 +164,8 @@ with st.form("new-run"):
     beta = c1.number_input("KL weight β", min_value=0.0, max_value=1000.0, value=defaults.beta, step=0.25)
     lr = c2.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=defaults.lr, format="%.0e",
                          help="The peak rate; the cosine schedule warms up to it, then decays it to 0.")
-    schedule = c3.selectbox("Schedule", ["cosine", "constant"], help="cosine: warm-up, then decay to 0 by the last "
+    schedules = list(get_args(LRSchedule))
+    schedule = c3.selectbox("Schedule", schedules, index=schedules.index(defaults.lr_schedule), help="cosine: warm-up, then decay to 0 by the last "
                             "epoch (better models in the same time); constant: the same rate throughout.")
     batch = c4.number_input("Batch size", min_value=1, max_value=65536, value=defaults.batch_size)
     epochs = c5.number_input("Epochs", min_value=1, max_value=100000, value=defaults.epochs)

@@ -54,6 +54,8 @@ def test_prior_sampling_has_larger_variance_and_smaller_ess(study):
     k = np.array(study.ks)[:, None]
     for p in lm.PROPOSALS:
         assert (study.ess[p] >= 1 - 1e-9).all() and (study.ess[p] <= k + 1e-9).all()
+    # The prior's log weights spread wider than the encoder's (what the page's text quotes).
+    assert study.log_weight_span("prior") > study.log_weight_span("posterior") > 0
 
 
 def test_posterior_estimate_starts_at_the_elbo_and_stays_below_log_px_on_average(study):

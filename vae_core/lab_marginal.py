@@ -104,6 +104,11 @@ class MarginalStudy:
     exact: float | None = None
     seconds: float = 0.0
 
+    def log_weight_span(self, which: str) -> float:
+        """max - min of the first repeat's log weights (nats): how unevenly the proposal's draws count."""
+        w = self.log_w_sample.get(which)
+        return float(np.ptp(w)) if w is not None and len(w) else float("nan")
+
     def final(self, which: str) -> tuple[float, float]:
         """(mean, standard deviation over repeats) of the estimate at K_max."""
         v = self.estimates[which][-1]
