@@ -31,9 +31,9 @@ import torch
 
 from _env import ROOT, machine, save
 from reference_vae import to_project_vae, train_plain
-from vae_core import rundir as rd
+from vae_core.runs import rundir as rd
 from vae_core.data import load_dataset
-from vae_core.evaluate import evaluate_elbo
+from vae_core.engine.evaluate import evaluate_elbo
 
 
 def run_plain(data, seconds, threads, seed):

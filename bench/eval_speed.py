@@ -29,11 +29,11 @@ import time
 
 import _env  # noqa: F401
 from _env import ROOT, describe, machine, save
-from vae_core import objectives as _objectives
+from vae_core.engine import evaluate as _evaluate
+from vae_core.engine import objectives as _objectives
+from vae_core.engine.vae import VAE as _VAE
 
-from vae_core import evaluate as _evaluate
-
-_FAST = _objectives._mlp_bernoulli_log_px
+_FAST = _VAE.log_likelihood_at
 _BUDGET = _evaluate.IWAE_CHUNK_FLOATS
 
 MODEL = dict(body="mlp", hidden=400, latent_dim=20, likelihood="bernoulli")
@@ -45,10 +45,10 @@ def child(spec: dict) -> dict:
 
     import torch
 
-    from vae_core import evaluate, objectives
-    from vae_core import rundir as rd
-    from vae_core.config import ModelConfig
-    from vae_core.model import VAE
+    from vae_core.engine import evaluate, objectives
+    from vae_core.runs import rundir as rd
+    from vae_core.engine.config import ModelConfig
+    from vae_core.engine.vae import VAE
 
     torch.set_num_threads(spec["threads"])
     x = torch.load(spec["data_file"], weights_only=True)  # only the images timed: a small baseline RSS
@@ -58,7 +58,7 @@ def child(spec: dict) -> dict:
         torch.manual_seed(0)
         model = VAE(ModelConfig(input_shape=tuple(x.shape[1:]), **MODEL))
     if spec["variant"].startswith("generic"):
-        objectives._mlp_bernoulli_log_px = lambda *a: None
+        VAE.log_likelihood_at = lambda self, x, z: None  # every model takes the decode + log_likelihood path
     evaluate.IWAE_CHUNK_FLOATS = spec["budget"] or evaluate.IWAE_CHUNK_FLOATS
     import gc
 
@@ -118,7 +118,7 @@ def gemm_gflops(threads: int, rows: int = 40_000) -> float:
 
 def set_variant(variant: str, budget: int):
     """Point vae_core at one variant in this process (undone by the next call)."""
-    _objectives._mlp_bernoulli_log_px = (lambda *a: None) if variant.startswith("generic") else _FAST
+    _VAE.log_likelihood_at = (lambda self, x, z: None) if variant.startswith("generic") else _FAST
     _evaluate.IWAE_CHUNK_FLOATS = budget or _BUDGET
 
 
@@ -146,11 +146,11 @@ def main(argv=None):
 
     import torch
 
-    from vae_core import rundir as rd
-    from vae_core.config import ModelConfig
+    from vae_core.runs import rundir as rd
+    from vae_core.engine.config import ModelConfig
     from vae_core.data import load_dataset
-    from vae_core.evaluate import evaluate_iwae
-    from vae_core.model import VAE
+    from vae_core.engine.evaluate import evaluate_iwae
+    from vae_core.engine.vae import VAE
 
     info = machine(torch.device("cpu"))
     torch.set_num_threads(args.threads)

@@ -116,8 +116,8 @@ def train_plain(
 def to_project_vae(plain: PlainVAE, input_shape=(1, 28, 28)):
     """The same weights in a ``vae_core`` VAE (Bernoulli on logits = sigmoid decoder), so both
     models go through the one evaluation function."""
-    from vae_core.config import ModelConfig
-    from vae_core.model import VAE
+    from vae_core.engine.config import ModelConfig
+    from vae_core.engine.vae import VAE
 
     vae = VAE(ModelConfig(input_shape=tuple(input_shape), body="mlp", hidden=plain.fc1.out_features,
                           latent_dim=plain.fc21.out_features, likelihood="bernoulli")).to(plain.fc1.weight.device)

@@ -20,7 +20,7 @@ import torch
 
 from _env import describe, machine, save
 from train_speed import fmt_range, run_project
-from vae_core import rundir as rd
+from vae_core.runs import rundir as rd
 
 
 def main(argv=None):

@@ -37,12 +37,12 @@ import torch
 
 from _env import describe, machine, save
 from reference_vae import to_project_vae, train_plain
-from vae_core import rundir as rd
+from vae_core.runs import rundir as rd
 from vae_core.data import load_dataset
-from vae_core.device import pick_device
-from vae_core.evaluate import evaluate_elbo
-from vae_core.manager import new_run_config
-from vae_core.trainer import train
+from vae_core.engine.device import pick_device
+from vae_core.engine.evaluate import evaluate_elbo
+from vae_core.runs.manager import new_run_config
+from vae_core.runs.trainer import train
 
 BATCH, LR, SEED = 128, 1e-3, 0
 MODEL = dict(body="mlp", hidden=400, latent_dim=20, likelihood="bernoulli")
@@ -144,9 +144,9 @@ def time_to_quality(data, args, device, threads, seed=SEED):
 def adam_compare(device, threads, steps=200, repeats=3):
     """One full training step (forward, backward, Adam) of the project's model on a fixed batch,
     with each Adam implementation; milliseconds per step."""
-    from vae_core.config import ModelConfig
-    from vae_core.model import VAE
-    from vae_core.objectives import elbo_terms
+    from vae_core.engine.config import ModelConfig
+    from vae_core.engine.vae import VAE
+    from vae_core.engine.objectives import elbo_terms
 
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)

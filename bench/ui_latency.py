@@ -33,9 +33,9 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from tests.browser.server import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
-from vae_core import rundir as rd  # noqa: E402
-from vae_core.manager import RunManager, new_run_config  # noqa: E402
-from vae_core.trainer import train  # noqa: E402
+from vae_core.runs import rundir as rd  # noqa: E402
+from vae_core.runs.manager import RunManager, new_run_config  # noqa: E402
+from vae_core.runs.trainer import train  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 MODELS = {  # the app's default MLP and a conv model, both on MNIST

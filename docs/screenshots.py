@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.browser.server import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
-from vae_core import rundir as rd  # noqa: E402
-from vae_core.manager import RunManager, new_run_config  # noqa: E402
-from vae_core.trainer import train  # noqa: E402
+from vae_core.runs import rundir as rd  # noqa: E402
+from vae_core.runs.manager import RunManager, new_run_config  # noqa: E402
+from vae_core.runs.trainer import train  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 RUNS = ROOT / "docs" / ".runs"
@@ -72,7 +72,7 @@ def ensure_demo_runs() -> None:
             print(f"training {name} …", flush=True)
             st = train(new_run_config(ds, model=model, train=tr), RUNS / name)
             print(f"  {st.state}, test ELBO {st.extra.get('test_elbo')}", flush=True)
-    from vae_core import lab_beta
+    from vae_core.labs import beta as lab_beta
 
     m = RunManager(RUNS)
     if not lab_beta.list_sweeps(RUNS, "beta"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from vae_core.live_decode import live_payload
+from vae_core.explore.live_decode import live_payload
 
 _JS = r"""
 function bytes(b64) {
@@ -133,7 +133,7 @@ def live_sliders(model, z: np.ndarray, dims: list[int], labels: list[str], token
     payload = {
         "z": [float(v) for v in z],
         "dims": [{"dim": int(d), "label": lab} for d, lab in zip(dims, labels)],
-        "shape": list(model.config.input_shape),
+        "shape": list(model.input_spec.shape),
         "decoder": live_payload(model, z, dims),
         "px": px,
         "token": token,

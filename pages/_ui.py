@@ -14,9 +14,9 @@ import numpy as np
 import streamlit as st
 
 from vae_core import explore
-from vae_core import rundir as rd
+from vae_core.runs import rundir as rd
 from vae_core.data import Dataset, DatasetError, load_dataset
-from vae_core.manager import RunManager, new_run_config
+from vae_core.runs.manager import RunManager, new_run_config
 
 LIVE_REFRESH_S = 2.0
 # What the empty-state button starts: real MNIST, an MLP small enough to train in about a

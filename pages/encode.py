@@ -20,7 +20,7 @@ from streamlit.errors import StreamlitAPIException
 
 from pages import _ui
 from vae_core import explore
-from vae_core.image_import import ImageImportError, ImportedImage, import_array, import_image
+from vae_core.data.upload import ImageImportError, ImportedImage, import_array, import_image
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 CANVAS_PX = 280
@@ -186,7 +186,7 @@ def show_results(imported: ImportedImage, source: str) -> None:
 # --- page ----------------------------------------------------------------------------------
 run, snap, data = _ui.page_context("Encode your image")
 model = snap.model
-D = model.config.latent_dim
+D = model.latent_dim
 
 st.title("Encode your image")
 _ui.snapshot_caption(run, snap)

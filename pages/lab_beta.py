@@ -5,11 +5,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui
-from vae_core import lab_beta as lb
-from vae_core import rundir as rd
-from vae_core.config import ConfigError
+from vae_core.labs import beta as lb
+from vae_core.runs import rundir as rd
+from vae_core.engine.config import ConfigError
 from vae_core.data import DatasetError, list_datasets
-from vae_core.manager import new_run_config
+from vae_core.runs.manager import new_run_config
 
 m = _ui.manager()
 st.title("β and the decoder")

@@ -4,10 +4,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui
-from vae_core import disentangle as dis
-from vae_core import rundir as rd
+from vae_core.labs import disentangle as dis
+from vae_core.runs import rundir as rd
 from vae_core.data import parse_spec
-from vae_core.manager import new_run_config
+from vae_core.runs.manager import new_run_config
 
 # What the "train a shapes model" button starts: an MLP (a conv body is ~10x slower per epoch on a
 # CPU), β = 4 as in Higgins et al. (2017) to press the code towards independent dims, a few epochs.

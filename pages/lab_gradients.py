@@ -11,7 +11,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from pages import _ui
-from vae_core import lab_gradients as lg
+from vae_core.labs import gradients as lg
 
 COLORS = {"score": "#d62728", "baseline": "#ff7f0e", "reparam": "#1f77b4"}
 BASELINES = {"leave-one-out mean of f": "loo", "f at the posterior mean": "mean"}

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui
-from vae_core import lab_marginal as lm
+from vae_core.labs import marginal as lm
 
 COLORS = {"prior": "#d62728", "posterior": "#1f77b4"}
 FILL = {"prior": "rgba(214,39,40,0.18)", "posterior": "rgba(31,119,180,0.18)"}

@@ -62,7 +62,7 @@ def _codes(run: str, s, x) -> explore.Codes:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _manifold(run: str, step: int, mtime: float, dims: tuple[int, int], _model) -> tuple[np.ndarray, np.ndarray]:
-    n = 15 if _model.config.input_shape[1] <= 32 else 10
+    n = 15 if _model.input_spec.shape[1] <= 32 else 10
     return explore.manifold_grid(_model, n=n, dims=dims)
 
 

@@ -8,10 +8,10 @@ from plotly.subplots import make_subplots
 
 from pages import _ui
 from vae_core import explore
-from vae_core import rundir as rd
-from vae_core.config import ConfigError, LRSchedule, TrainConfig
+from vae_core.runs import rundir as rd
+from vae_core.engine.config import ConfigError, LRSchedule, TrainConfig
 from vae_core.data import DatasetError, list_datasets
-from vae_core.manager import new_run_config
+from vae_core.runs.manager import new_run_config
 
 m = _ui.manager()
 name = _ui.selected_run()

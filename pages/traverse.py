@@ -68,7 +68,7 @@ def _next_random() -> None:
 # --- page ----------------------------------------------------------------------------------
 run, snap, data = _ui.page_context("Traverse")
 model = snap.model
-D = model.config.latent_dim
+D = model.latent_dim
 
 st.title("Traverse")
 _ui.snapshot_caption(run, snap)

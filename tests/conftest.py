@@ -31,7 +31,7 @@ def runs_dir(tmp_path, monkeypatch):
 
 def tiny_config(dataset="digits", **train):
     """A run config that trains in about a second on the CPU."""
-    from vae_core.manager import new_run_config
+    from vae_core.runs.manager import new_run_config
 
     t = {"epochs": 3, "batch_size": 64, "lr": 3e-3, "log_every_steps": 5, "snapshot_every_s": 0.5, "num_threads": 1}
     t.update(train)
@@ -43,8 +43,8 @@ def tiny_config(dataset="digits", **train):
 def trained_runs(tmp_path_factory):
     """A runs folder with small real runs, trained once per session in a few seconds:
     "tiny" (digits 8x8, MLP, z=3), "tiny2d" (MNIST 28x28, MLP, z=2), "tiny1d" (digits, z=1)."""
-    from vae_core.manager import new_run_config
-    from vae_core.trainer import train
+    from vae_core.runs.manager import new_run_config
+    from vae_core.runs.trainer import train
 
     root = tmp_path_factory.mktemp("runs")
     fast = {"batch_size": 64, "lr": 3e-3, "log_every_steps": 5, "num_threads": 1}

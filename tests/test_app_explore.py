@@ -38,7 +38,7 @@ def _arr(v) -> np.ndarray:
 
 def _test_labels(runs_dir, run: str) -> np.ndarray:
     """The run's test labels, loaded the way the app loads them."""
-    from vae_core import rundir as rd
+    from vae_core.runs import rundir as rd
     from vae_core.data import load_dataset
 
     tc = rd.read_config(runs_dir / run).train

@@ -39,7 +39,7 @@ def test_bad_run_name_shows_an_error_and_starts_nothing(empty_runs):
 def test_sidebar_says_the_selected_runs_state_and_progress(app_runs):
     from streamlit.testing.v1 import AppTest
 
-    from vae_core import rundir as rd
+    from vae_core.runs import rundir as rd
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
     at.session_state["run"] = "tiny"

@@ -131,7 +131,7 @@ def test_traverse_uses_traverse_base_of_the_same_run(app_runs):
 @pytest.mark.parametrize("run", RUNS)
 def test_live_drag_is_the_default_and_the_server_decodes_the_same_code(app_runs, run):
     from vae_core import explore
-    from vae_core import rundir as rd
+    from vae_core.runs import rundir as rd
 
     at = page_app("pages/traverse.py", run=run).run()
     assert not at.exception, at.exception

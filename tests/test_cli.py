@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vae_core import rundir as rd
-from vae_core.trainer import SHARE_CPU_ENV
+from vae_core.runs import rundir as rd
+from vae_core.runs.trainer import SHARE_CPU_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 

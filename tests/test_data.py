@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vae_core import data as D
+from vae_core.data import registry as D
 from vae_core.data import DatasetError, load_dataset
 
 FASHION_PRESENT = Path(D.FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_file()

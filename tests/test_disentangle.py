@@ -3,7 +3,7 @@ plus the end-to-end report on a tiny real shapes model."""
 import numpy as np
 import pytest
 
-from vae_core import disentangle as dis
+from vae_core.labs import disentangle as dis
 
 N = 3000
 
@@ -95,10 +95,10 @@ def test_dci_ranks_codes(factors, codes):
 
 
 def test_factor_report_on_a_tiny_shapes_model(tmp_path):
-    from vae_core import rundir as rd
+    from vae_core.runs import rundir as rd
     from vae_core.data import load_dataset
-    from vae_core.manager import new_run_config
-    from vae_core.trainer import train
+    from vae_core.runs.manager import new_run_config
+    from vae_core.runs.trainer import train
 
     cfg = new_run_config("shapes", model={"latent_dim": 4, "hidden": 64},
                          train={"epochs": 1, "max_steps": 30, "num_threads": 1, "beta": 4.0})

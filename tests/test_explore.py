@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from vae_core import explore as ex
-from vae_core.config import ModelConfig
-from vae_core.evaluate import posterior_stats
-from vae_core.model import VAE
+from vae_core.engine.config import ModelConfig
+from vae_core.engine.evaluate import posterior_stats
+from vae_core.engine.vae import VAE
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -85,7 +85,7 @@ def test_reconstruct(setup):
 
 
 def test_reconstruct_matches_elbo_terms_and_gaussian_decoder():
-    from vae_core.objectives import elbo_terms
+    from vae_core.engine.objectives import elbo_terms
 
     model, x = make_model(likelihood="gaussian_fixed"), make_data()
     r = ex.reconstruct(model, x, seed=5)

@@ -3,11 +3,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vae_core.config import ModelConfig, RunConfig, TrainConfig
-from vae_core.evaluate import evaluate_iwae
-from vae_core.model import VAE
-from vae_core.objectives import _mlp_bernoulli_log_px, elbo_terms, iwae_bound, sample_posterior
-from vae_core.trainer import make_optimizer, training_terms
+from vae_core.engine.config import ModelConfig, RunConfig, TrainConfig
+from vae_core.engine.evaluate import evaluate_iwae
+from vae_core.engine.vae import VAE
+from vae_core.engine.objectives import elbo_terms, iwae_bound, sample_posterior, training_loss
+from vae_core.engine.optim import make_optimizer
 
 SHAPE = (1, 28, 28)
 
@@ -40,7 +40,7 @@ def test_training_loss_and_gradients_equal_the_plain_formula(binary):
     x = batch(binary=binary)
     cfg = RunConfig(model=model.config, train=TrainConfig())
     torch.manual_seed(5)
-    loss, _ = training_terms(model, x, cfg)  # what the trainer minimises: the batch mean
+    loss, _ = training_loss(model, x, cfg.train)  # what the trainer minimises: the batch mean
     torch.manual_seed(5)
     eps = torch.randn(1, len(x), 20)[0]  # the same draw sample_posterior makes
     ref = plain_loss(model, x, eps)
@@ -84,12 +84,12 @@ def test_a_subclass_with_its_own_likelihood_keeps_it():
         half = elbo_terms(model, x, generator=torch.Generator().manual_seed(1)).log_likelihood
         full = elbo_terms(plain, x, generator=torch.Generator().manual_seed(1)).log_likelihood
         torch.testing.assert_close(half, 0.5 * full)
-        assert _mlp_bernoulli_log_px(model, x, torch.randn(2, 4, 3)) is None
+        assert model.log_likelihood_at(x, torch.randn(2, 4, 3)) is None
 
 
 def test_fused_and_foreach_adam_take_the_same_steps():
     models = [default_mlp(), default_mlp()]
-    opts = [make_optimizer(models[0], 1e-3, torch.device("cpu")),
+    opts = [make_optimizer(models[0], 1e-3),
             torch.optim.Adam(models[1].parameters(), lr=1e-3, foreach=True)]
     assert opts[0].defaults.get("fused") or opts[0].defaults.get("foreach")
     x = batch()
@@ -110,7 +110,7 @@ def test_bernoulli_log_px_shortcut_equals_the_model(binary):
     x = batch(8, binary=binary)
     z = 2 * torch.randn(5, 8, 20, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        fast = _mlp_bernoulli_log_px(model, x, z)
+        fast = model.log_likelihood_at(x, z)
         plain = model.log_likelihood(x, model.decode(z))
     assert fast is not None and fast.shape == plain.shape == (5, 8)
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-3)
@@ -120,7 +120,7 @@ def test_bernoulli_log_px_shortcut_equals_the_model(binary):
 def test_bernoulli_shortcut_declines_other_models(cfg):
     model = VAE(ModelConfig(input_shape=SHAPE, **{"latent_dim": 4, "hidden": 16, **cfg}))
     with torch.no_grad():
-        assert _mlp_bernoulli_log_px(model, batch(2), torch.randn(3, 2, 4)) is None
+        assert model.log_likelihood_at(batch(2), torch.randn(3, 2, 4)) is None
 
 
 def test_iwae_fast_path_equals_the_generic_path():

@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from vae_core import image_import as ii
-from vae_core.image_import import ImageImportError, decode_image, import_array, import_image
+from vae_core.data import upload as ii
+from vae_core.data.upload import ImageImportError, decode_image, import_array, import_image
 
 
 # ---------------------------------------------------------------- helpers

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from tests.conftest import page_app
-from vae_core import lab_beta as lb
-from vae_core import rundir as rd
-from vae_core.config import ModelConfig
+from vae_core.labs import beta as lb
+from vae_core.runs import rundir as rd
+from vae_core.engine.config import ModelConfig
 from vae_core.data import load_dataset
-from vae_core.manager import SWEEP_QUEUED, RunManager, new_run_config
-from vae_core.model import VAE
+from vae_core.runs.manager import SWEEP_QUEUED, RunManager, new_run_config
+from vae_core.engine.vae import VAE
 
 FAST = {"batch_size": 64, "lr": 3e-3, "log_every_steps": 5, "snapshot_every_s": 0.5, "num_threads": 1}
 
@@ -239,7 +239,7 @@ def test_disentanglement_page_empty_state(empty_runs):
 def test_disentanglement_page_measures_a_shapes_run(tmp_path, monkeypatch):
     import streamlit as st
 
-    from vae_core.trainer import train
+    from vae_core.runs.trainer import train
 
     root = tmp_path / "runs"
     cfg = new_run_config("shapes", model={"latent_dim": 4, "hidden": 64},

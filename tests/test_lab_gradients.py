@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from tests.conftest import page_app
-from vae_core import lab_gradients as lg
-from vae_core.config import ModelConfig
-from vae_core.linear_gaussian import LinearGaussian
-from vae_core.model import VAE
+from vae_core.labs import gradients as lg
+from vae_core.engine.config import ModelConfig
+from vae_core.engine.linear_gaussian import LinearGaussian
+from vae_core.engine.vae import VAE
 
 
 def z_family(checks: int, level: float = 0.99) -> float:

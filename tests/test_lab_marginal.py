@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tests.conftest import page_app
-from vae_core import lab_marginal as lm
-from vae_core.linear_gaussian import LinearGaussian
-from vae_core.objectives import iwae_bound
+from vae_core.labs import marginal as lm
+from vae_core.engine.linear_gaussian import LinearGaussian
+from vae_core.engine.objectives import iwae_bound
 
 
 @pytest.fixture(scope="module")

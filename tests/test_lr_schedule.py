@@ -7,10 +7,11 @@ import torch
 
 from tests.conftest import tiny_config
 from tests.test_trainer import wait_for
-from vae_core import rundir as rd
-from vae_core.config import ConfigError, TrainConfig
-from vae_core.manager import RunManager
-from vae_core.trainer import SHARE_CPU_ENV, learning_rate, train, worker_threads
+from vae_core.runs import rundir as rd
+from vae_core.engine.config import ConfigError, TrainConfig
+from vae_core.runs.manager import RunManager
+from vae_core.engine.optim import learning_rate
+from vae_core.runs.trainer import SHARE_CPU_ENV, train, worker_threads
 
 
 def test_cosine_warms_up_linearly_then_decays_to_zero():
@@ -98,10 +99,13 @@ def test_a_worker_started_by_the_app_leaves_it_a_core(runs_dir):
 
 
 def test_a_config_from_before_the_schedule_keeps_its_constant_rate():
-    from vae_core.config import RunConfig
+    from vae_core.engine.config import RunConfig
 
     d = RunConfig().to_dict()
-    del d["train"]["lr_schedule"], d["train"]["warmup_steps"]
+    # A format-1 file as written before the schedule existed: no family, no schedule fields.
+    del d["train"]["lr_schedule"], d["train"]["warmup_steps"], d["family"]
+    d["format_version"] = 1
     old = RunConfig.from_dict(d)
     assert old.train.lr_schedule == "constant"
+    assert old.family == "image_vae" and old.format_version == 2  # read as today's format
     assert RunConfig.from_dict(RunConfig().to_dict()).train.lr_schedule == "cosine"  # new configs round-trip

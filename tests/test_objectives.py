@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from vae_core.config import ModelConfig
-from vae_core.linear_gaussian import LinearGaussian
-from vae_core.model import VAE, Posterior
-from vae_core.objectives import (
+from vae_core.engine.config import ModelConfig
+from vae_core.engine.linear_gaussian import LinearGaussian
+from vae_core.engine.protocol import Posterior
+from vae_core.engine.vae import VAE
+from vae_core.engine.objectives import (
     ElboTerms,
     elbo_terms,
     gaussian_kl,

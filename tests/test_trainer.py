@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from tests.conftest import tiny_config
-from vae_core import rundir as rd
+from vae_core.runs import rundir as rd
 from vae_core.data import load_dataset
-from vae_core.evaluate import evaluate_elbo
-from vae_core.manager import RunManager
-from vae_core.model import VAE
-from vae_core.trainer import FAULT_ENV, AlreadyRunning, _lock_run, train
+from vae_core.engine.evaluate import evaluate_elbo
+from vae_core.runs.manager import RunManager
+from vae_core.engine.vae import VAE
+from vae_core.runs.trainer import FAULT_ENV, AlreadyRunning, _lock_run, train
 
 
 def epoch_lines(run_dir):

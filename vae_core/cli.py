@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import rundir as rd
-from .config import ConfigError, RunConfig
+from .engine.config import ConfigError, RunConfig
+from .runs import rundir as rd
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ _TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch
 
 
 def _config_from_flags(args) -> RunConfig:
-    from .manager import new_run_config
+    from .runs.manager import new_run_config
 
     model = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
     train = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
@@ -59,7 +59,7 @@ def _config_from_flags(args) -> RunConfig:
 
 
 def cmd_train(args) -> int:
-    from .trainer import AlreadyRunning, train
+    from .runs.trainer import AlreadyRunning, train
 
     flags_given = any(getattr(args, k) is not None for k in (*_MODEL_FLAGS, *_TRAIN_FLAGS, "dataset"))
     if args.run_dir and (Path(args.run_dir) / rd.CONFIG).exists():
@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
         if args.run_dir:
             run_dir = Path(args.run_dir)
         else:
-            from .manager import RunManager
+            from .runs.manager import RunManager
 
             m = RunManager()
             run_dir = m.root / m.unique_name(
@@ -116,8 +116,8 @@ def cmd_sweep(args) -> int:
     import os
     import signal
 
-    from .manager import SWEEP_QUEUED
-    from .trainer import AlreadyRunning, train
+    from .runs.manager import SWEEP_QUEUED
+    from .runs.trainer import AlreadyRunning, train
 
     interrupted = {"flag": False}
 
@@ -187,7 +187,7 @@ def _resolve_run(run: str) -> Path:
     p = Path(run)
     if (p / rd.CONFIG).exists():
         return p
-    from .manager import default_runs_dir
+    from .runs.manager import default_runs_dir
 
     q = default_runs_dir() / run
     if (q / rd.CONFIG).exists():
@@ -200,8 +200,8 @@ def cmd_eval(args) -> int:
     from tqdm import tqdm
 
     from .data import load_dataset
-    from .device import pick_device
-    from .evaluate import evaluate_elbo, evaluate_iwae, posterior_stats
+    from .engine.device import pick_device
+    from .engine.evaluate import evaluate_elbo, evaluate_iwae, posterior_stats
 
     run_dir = _resolve_run(args.run)
     device = pick_device(args.device)

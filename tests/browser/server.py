@@ -53,7 +53,7 @@ class StreamlitServer:
         raise RuntimeError("streamlit did not become healthy")
 
     def close(self) -> None:
-        from vae_core.manager import RunManager
+        from vae_core.runs.manager import RunManager
 
         m = RunManager(self.runs_dir)
         for r in m.list_runs():

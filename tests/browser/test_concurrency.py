@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from tests.browser.conftest import assert_no_exception, wait_app_idle
 from tests.browser.server import StreamlitServer
 from tests.conftest import tiny_config
-from vae_core.manager import RunManager
+from vae_core.runs.manager import RunManager
 
 # Number of points in the first trace of the loss chart, read from Plotly's own DOM node.
 CURVE_POINTS = "() => { const p = document.querySelector('.js-plotly-plot'); return p && p.data ? p.data[0].x.length : 0 }"

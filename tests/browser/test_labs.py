@@ -239,7 +239,7 @@ def test_disentanglement_lab_explains_it_needs_a_shapes_run(page, server):
 
 
 def test_disentanglement_lab_measures_a_shapes_run(page, fresh_server):
-    from vae_core.manager import RunManager, new_run_config
+    from vae_core.runs.manager import RunManager, new_run_config
 
     page.goto(f"{fresh_server.url}/lab_disentanglement")
     wait_app_idle(page, LONG)

@@ -4,7 +4,7 @@ import time
 
 from playwright.sync_api import expect
 
-from vae_core.manager import RunManager, new_run_config
+from vae_core.runs.manager import RunManager, new_run_config
 
 from tests.browser.conftest import assert_no_exception, wait_app_idle
 

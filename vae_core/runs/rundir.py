@@ -26,8 +26,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ConfigError, RunConfig
-from .model import VAE
+from ..engine.config import ConfigError, RunConfig
+from ..engine.families import build_model
+from ..engine.protocol import LatentModel
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
@@ -201,13 +202,13 @@ def save_snapshot(run_dir: Path, model: torch.nn.Module, step: int, epoch: int, 
     """Write weights (and optimiser state) atomically; on failure the previous snapshot stays."""
     meta = {"step": str(step), "epoch": str(epoch)}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_save_tensors(Path(run_dir) / WEIGHTS, tensors, meta)
+    atomic_save_tensors(Path(run_dir) / WEIGHTS, tensors, meta)
     if optimizer is not None:
         opt_tensors, opt_meta = _optimizer_to_flat(optimizer)
-        _atomic_save_tensors(Path(run_dir) / OPTIMIZER, opt_tensors, {**meta, **opt_meta})
+        atomic_save_tensors(Path(run_dir) / OPTIMIZER, opt_tensors, {**meta, **opt_meta})
 
 
-def _atomic_save_tensors(path: Path, tensors: dict, meta: dict) -> None:
+def atomic_save_tensors(path: Path, tensors: dict, meta: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta)
@@ -256,7 +257,7 @@ def load_optimizer_state(run_dir: Path, optimizer, device) -> int | None:
 class Snapshot:
     """A model rebuilt from a run directory, on the CPU, in eval mode."""
 
-    model: VAE
+    model: LatentModel
     config: RunConfig
     step: int
     epoch: int
@@ -288,7 +289,7 @@ def load_snapshot(run_dir: Path, device: str = "cpu") -> Snapshot:
 
 
 def load_weights_file(path: Path, config: RunConfig, device: str = "cpu") -> Snapshot:
-    model = VAE(config.model)
+    model = build_model(config)
     try:
         from safetensors import safe_open
 

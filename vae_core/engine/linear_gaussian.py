@@ -3,7 +3,7 @@
 p(z) = N(0, I), p(x|z) = N(W z + b, sigma^2 I)  =>  p(x) = N(b, W W^T + sigma^2 I),
 p(z|x) = N(S W^T (x - b) / sigma^2, S) with S = (I + W^T W / sigma^2)^-1.
 
-It has the same encode / decode / log_likelihood interface as ``VAE``, so every bound in
+It has the same encode / decode / log_likelihood interface as the image VAE, so every bound in
 ``objectives`` can be checked against the exact answer (tests, and the labs' ground truth).
 With orthogonal columns in W the true posterior is diagonal, so a diagonal q can match it.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import LOG_2PI, Posterior
+from .objectives import gaussian_log_likelihood
+from .protocol import Posterior
 
 
 class LinearGaussian(nn.Module):
@@ -44,7 +45,7 @@ class LinearGaussian(nn.Module):
         return z @ self.W.T + self.b
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
-        return (-0.5 * ((x - decoded) / self.sigma) ** 2 - self.log_sigma - 0.5 * LOG_2PI).sum(-1)
+        return gaussian_log_likelihood(x, decoded, self.log_sigma).sum(-1)
 
     # --- closed forms ---
     def marginal_cov(self) -> torch.Tensor:

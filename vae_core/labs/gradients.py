@@ -39,8 +39,8 @@ from typing import Callable, Literal
 
 import torch
 
-from .model import Posterior
-from .objectives import auto_chunk_size, elbo_terms, log_normal_diag, sample_posterior
+from ..engine.objectives import auto_chunk_size, elbo_terms, log_normal_diag, sample_posterior
+from ..engine.protocol import Posterior
 
 ESTIMATORS = ("score", "baseline", "reparam")
 LABELS = {

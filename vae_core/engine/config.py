@@ -1,7 +1,8 @@
 """Configuration dataclasses: one per component, each round-tripping through JSON.
 
 A run directory's ``config.json`` is ``RunConfig.to_dict()``; any reader can rebuild
-the model from it alone (see ``vae_core.rundir.load_snapshot``).
+the model from it alone: ``family`` names the model family and ``model`` holds that
+family's own config (see ``families.build_model`` and ``runs.rundir.load_snapshot``).
 """
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
-FORMAT_VERSION = 1
+# 2: adds ``family``. A version-1 config is read as the image VAE; one written before
+# ``lr_schedule`` existed trained at a constant rate and resumes that way.
+FORMAT_VERSION = 2
 
+Family = Literal["image_vae"]
 Body = Literal["mlp", "conv"]
 Likelihood = Literal["bernoulli", "gaussian_fixed", "gaussian_learned"]
 Objective = Literal["elbo", "iwae"]
@@ -151,15 +155,26 @@ class TrainConfig:
         return self
 
 
+# Each family's model config class, by the name ``config.json`` gives it.
+MODEL_CONFIGS: dict[str, type] = {"image_vae": ModelConfig}
+
+
 @dataclass
 class RunConfig:
-    """Everything that defines a run; written once to ``runs/<name>/config.json``."""
+    """Everything that defines a run; written once to ``runs/<name>/config.json``.
+
+    family: the model family (``families.FAMILIES``); ``model`` is that family's config.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    family: Family = "image_vae"
     format_version: int = FORMAT_VERSION
 
     def validate(self) -> "RunConfig":
+        _check_literal("family", self.family, Family)
+        if not isinstance(self.model, MODEL_CONFIGS[self.family]):
+            raise ConfigError(f"the {self.family} family needs a {MODEL_CONFIGS[self.family].__name__}")
         self.model.validate()
         self.train.validate()
         return self
@@ -177,16 +192,16 @@ class RunConfig:
         if not isinstance(d, dict):
             raise ConfigError("config must be a JSON object")
         version = d.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ConfigError(f"config format version {version!r} is not supported (this build reads {FORMAT_VERSION})")
-        model = _from_fields(ModelConfig, d.get("model", {}), "model")
-        train_d = d.get("train", {})
-        if isinstance(train_d, dict) and "lr_schedule" not in train_d:
-            # Written before the schedule existed: those runs trained at a constant rate, and a
-            # resumed one must go on that way rather than jump onto the new default's curve.
-            train_d = {**train_d, "lr_schedule": "constant"}
-        train = _from_fields(TrainConfig, train_d, "train")
-        return cls(model=model, train=train).validate()
+        if version == 1:
+            d = _migrate_v1(d)
+        elif version != FORMAT_VERSION:
+            raise ConfigError(f"config format version {version!r} is not supported (this build reads 1 and {FORMAT_VERSION})")
+        family = d.get("family")
+        if family not in MODEL_CONFIGS:
+            raise ConfigError(f"unknown model family {family!r}: this build knows {', '.join(MODEL_CONFIGS)}")
+        model = _from_fields(MODEL_CONFIGS[family], d.get("model", {}), "model")
+        train = _from_fields(TrainConfig, d.get("train", {}), "train")
+        return cls(model=model, train=train, family=family).validate()
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
@@ -195,6 +210,16 @@ class RunConfig:
         except json.JSONDecodeError as e:
             raise ConfigError(f"config is not valid JSON: {e}") from None
         return cls.from_dict(d)
+
+
+def _migrate_v1(d: dict) -> dict:
+    """A version-1 config as version 2: the image VAE family; a run written before the
+    schedule existed trained at a constant rate, and a resumed one must go on that way
+    rather than jump onto the cosine default's curve."""
+    train = d.get("train", {})
+    if isinstance(train, dict) and "lr_schedule" not in train:
+        train = {**train, "lr_schedule": "constant"}
+    return {**d, "train": train, "family": "image_vae", "format_version": FORMAT_VERSION}
 
 
 def _from_fields(klass: type, d: Any, section: str) -> Any:

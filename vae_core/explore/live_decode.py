@@ -2,7 +2,7 @@
 
 ``st.slider`` reports only on release, so live dragging decodes in the browser. For an MLP
 decoder the browser gets the decoder's weights (two small matrices) and runs the same
-computation as ``VAE.decode`` + ``mean_image``; for any other decoder (conv) it gets
+computation as ``VAE.decode`` + ``decoder_mean``; for any other decoder (conv) it gets
 precomputed frames: for each shown dimension, the decoded image at a grid of values with
 the other dimensions held at the current code. Either way the server stays the source of
 truth: on release the page decodes on the server and the two agree (tests check this).
@@ -14,8 +14,8 @@ import base64
 import numpy as np
 import torch
 
-from . import explore
-from .model import VAE
+from ..engine.vae import VAE
+from .codes import traversal_grid
 
 FRAME_VALUES = np.round(np.linspace(-3.0, 3.0, 61), 2)  # 0.1 prior-sigma steps
 
@@ -44,7 +44,7 @@ def mlp_decoder_payload(model: VAE) -> dict | None:
 
 def frames_payload(model: VAE, z: np.ndarray, dims: list[int], values: np.ndarray = FRAME_VALUES) -> dict:
     """Decoded frames for each dim in ``dims`` at each value, other dims fixed at ``z``: uint8 (dims, values, H, W, C)."""
-    images = explore.traversal_grid(model, np.asarray(z, np.float32), list(dims), values)  # (R, V, C, H, W)
+    images = traversal_grid(model, np.asarray(z, np.float32), list(dims), values)  # (R, V, C, H, W)
     frames = (np.clip(images, 0, 1) * 255).round().astype(np.uint8).transpose(0, 1, 3, 4, 2)
     return {"kind": "frames", "values": [float(v) for v in values], "frames": _b64(frames)}
 

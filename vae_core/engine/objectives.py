@@ -3,8 +3,9 @@
 Signs are in the names: ``elbo`` is the evidence lower bound (higher is better);
 ``ElboTerms.loss`` is the negative (beta-)ELBO that the optimiser minimises.
 
-Any ``model`` here needs three methods (``vae_core.model.VAE`` has them, and so does
-the exact linear-Gaussian model in ``vae_core.linear_gaussian``):
+Any ``model`` here needs the three methods of ``protocol.LatentModel`` that define the
+probabilities (the image VAE has them, and so does the exact linear-Gaussian model in
+``linear_gaussian``):
   encode(x) -> Posterior(mu, logvar)          q(z|x)
   decode(z) -> decoder output for z (..., D)
   log_likelihood(x, decoded) -> log p(x|z)   (...)
@@ -13,11 +14,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from torch.nn import functional as F
 
-from .model import LOG_2PI, Posterior
+from .protocol import Posterior
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# --- Decoder likelihoods, per element ------------------------------------------------------
+def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x; sigmoid(l)) = x l - softplus(l) elementwise, i.e. -BCE-with-logits.
+
+    Valid for x in [0, 1] as the usual relaxation (Kingma & Welling 2014, appendix C.1). Written
+    out, it takes fewer passes over an (L, B, pixels) tensor, forward and backward, than the
+    BCE kernel with x expanded to that shape.
+    """
+    return x * logits - F.softplus(logits)
+
+
+def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, sigma^2) elementwise: -(x - mean)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2
+    (Kingma & Welling 2014, appendix C.2, with a shared sigma)."""
+    return -0.5 * ((x - mean) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * LOG_2PI
 
 
 # --- Gaussian densities ---------------------------------------------------------------
@@ -93,46 +117,17 @@ def elbo_terms(
     return ElboTerms(log_likelihood=log_px_z.mean(0), kl=kl)
 
 
-def _is_own_vae(model) -> bool:
-    """True for vae_core's VAE with its own decode and log_likelihood: the IWAE shortcut below
-    relies on their exact form, so a subclass overriding either takes the generic path."""
-    from .model import VAE
-
-    return isinstance(model, VAE) and type(model).decode is VAE.decode \
-        and type(model).log_likelihood is VAE.log_likelihood
-
-
 # --- Importance sampling ------------------------------------------------------------------
 def log_importance_weights(model, x: torch.Tensor, z: torch.Tensor, post: Posterior) -> torch.Tensor:
-    """log w = log p(x|z) + log p(z) - log q(z|x) for z of shape (S, B, D): (S, B)."""
-    log_px_z = _mlp_bernoulli_log_px(model, x, z) if not torch.is_grad_enabled() else None
+    """log w = log p(x|z) + log p(z) - log q(z|x) for z of shape (S, B, D): (S, B).
+
+    Without autograd, a model's own shortcut ``log_likelihood_at(x, z)`` is used where it has one.
+    """
+    shortcut = getattr(model, "log_likelihood_at", None)
+    log_px_z = shortcut(x, z) if shortcut is not None and not torch.is_grad_enabled() else None
     if log_px_z is None:
         log_px_z = model.log_likelihood(x, model.decode(z))
     return log_px_z + log_standard_normal(z) - log_normal_diag(z, post.mu, post.logvar)
-
-
-def _mlp_bernoulli_log_px(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None:
-    """log p(x|z) for vae_core's MLP VAE with a Bernoulli decoder, computed with less work; None
-    for any other model (the caller then takes the generic path). Evaluation only: no autograd.
-
-    log p(x|z) = x . logits - sum softplus(logits), and with logits = W h + b the first term is
-    (W^T x) . h + x . b: a 400-long dot per sample instead of a pass over all pixels, so the big
-    (S, B, pixels) tensor is written once by the matmul and turned into softplus in place.
-    Equal to ``model.log_likelihood(x, model.decode(z))`` up to float rounding (tests/test_fast_paths.py).
-    """
-    if not _is_own_vae(model) or model.config.body != "mlp" or model.config.likelihood != "bernoulli":
-        return None
-    dec = model.dec
-    if len(dec) != 3 or not (isinstance(dec[0], torch.nn.Linear) and isinstance(dec[1], torch.nn.ReLU)
-                             and isinstance(dec[2], torch.nn.Linear)):
-        return None
-    h = torch.nn.functional.linear(z, dec[0].weight, dec[0].bias).relu_()  # (..., B, H)
-    out_w, out_b = dec[2].weight, dec[2].bias  # (P, H), (P,)
-    xf = x.reshape(x.shape[0], -1)  # (B, P)
-    x_dot_logits = (h * (xf @ out_w)).sum(-1) + xf @ out_b  # (..., B)
-    logits = torch.addmm(out_b, h.reshape(-1, h.shape[-1]), out_w.t())  # (S*B, P)
-    torch.nn.functional.softplus(logits, 1, 20, out=logits)  # threshold 20: exact in float32
-    return x_dot_logits - logits.sum(-1).view(h.shape[:-1])
 
 
 def iwae_bound(
@@ -159,6 +154,20 @@ def iwae_bound(
         running = lse if running is None else torch.logaddexp(running, lse)
         done += n
     return running - math.log(k)
+
+
+def training_loss(model, x: torch.Tensor, tc: "TrainConfig") -> tuple[torch.Tensor, ElboTerms]:
+    """The scalar the optimiser minimises for one batch, and the ELBO terms to log.
+
+    "elbo": the negative beta-ELBO with ``tc.samples`` draws (SGVB); "iwae": the negative
+    importance-weighted bound with k = ``tc.samples`` (Burda et al. 2016), logged beside a
+    one-draw ELBO so the curves stay comparable.
+    """
+    if tc.objective == "iwae":
+        bound = iwae_bound(model, x, k=tc.samples)
+        return -bound.mean(), elbo_terms(model, x, samples=1, kl_estimator=tc.kl_estimator)
+    terms = elbo_terms(model, x, samples=tc.samples, kl_estimator=tc.kl_estimator)
+    return terms.loss(tc.beta), terms
 
 
 def auto_chunk_size(batch: int, pixels: int, budget_floats: int = 32_000_000) -> int:

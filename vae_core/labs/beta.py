@@ -33,11 +33,11 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from . import explore
-from . import rundir as rd
-from .config import RunConfig
-from .evaluate import evaluate_elbo
-from .manager import SWEEP_QUEUED, SWEEPS_DIR, RunManager
+from .. import explore
+from ..engine.config import RunConfig
+from ..engine.evaluate import evaluate_elbo
+from ..runs import rundir as rd
+from ..runs.manager import SWEEP_QUEUED, SWEEPS_DIR, RunManager
 
 DEFAULT_BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 BETA_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -319,7 +319,7 @@ def run_panel(snapshot, x_test: torch.Tensor, n_samples: int = 8, n_recon: int =
     top = int(summary.order[0])
     z, means = explore.sample_prior(model, n_samples, seed=seed)  # (n, D), (n, C, H, W)
     g = torch.Generator().manual_seed(seed)
-    noisy = model.sample_image(model.decode(torch.as_tensor(z)), generator=g).numpy()  # x ~ p(x|z)
+    noisy = model.sample_x(model.decode(torch.as_tensor(z)), generator=g).numpy()  # x ~ p(x|z)
     values = np.linspace(-3, 3, steps, dtype=np.float32)
     trav = explore.traversal_grid(model, np.zeros(cfg.model.latent_dim, np.float32), [top], values)[0]  # (V, C, H, W)
     pick = np.unique(np.linspace(0, len(x_test) - 1, n_recon).round().astype(int))  # test sets are often sorted by class

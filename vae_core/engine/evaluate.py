@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .objectives import auto_chunk_size, elbo_terms, gaussian_kl_per_dim, iwae_bound
@@ -78,3 +79,27 @@ def posterior_stats(model, x: torch.Tensor, batch_size: int = 1000) -> dict[str,
     kl = gaussian_kl_per_dim(mu, logvar).mean(0)
     var = mu.var(0, unbiased=False) if len(mu) > 1 else torch.zeros(mu.shape[1])
     return {"mu": mu, "logvar": logvar, "kl_per_dim": kl, "mean_variance": var, "active": var > ACTIVE_UNIT_THRESHOLD}
+
+
+def principal_axes(mu: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first k principal axes of codes mu (N, D), by SVD of the centred codes.
+
+    Returns (mean (D,), components (k', D) with orthonormal rows, explained-variance ratio
+    (k',)), k' = min(k, N, D). Each component's sign is fixed so that its largest-magnitude
+    loading is positive, as scikit-learn's ``svd_flip`` does, so the picture does not flip
+    between snapshots. Codes with no spread at all (a collapsed encoder) get ratio 0.
+    """
+    m = np.asarray(mu, dtype=np.float64)
+    n, d = m.shape
+    mean = m.mean(0) if n else np.zeros(d)
+    kk = min(k, n, d) if n >= 2 else 0
+    if kk == 0:
+        return mean, np.zeros((0, d)), np.zeros(0)
+    _, s, vt = np.linalg.svd(m - mean, full_matrices=False)  # (min(N, D),), (min(N, D), D)
+    comps = vt[:kk]
+    signs = np.sign(comps[np.arange(kk), np.abs(comps).argmax(1)])
+    comps = comps * np.where(signs == 0, 1.0, signs)[:, None]
+    var = s**2
+    total = var.sum()
+    ratio = var[:kk] / total if total > 0 else np.zeros(kk)
+    return mean, comps, ratio

@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine.config import ModelConfig, RunConfig, TrainConfig
 from . import rundir as rd
-from .config import ModelConfig, RunConfig, TrainConfig
 from .trainer import SHARE_CPU_ENV
 
 DEFAULT_RUNS_DIR = "runs"
@@ -37,6 +37,8 @@ MAX_IMPORT_BYTES = 256 * 1024 * 1024
 # and the message that marks a sweep's run as waiting for its turn.
 SWEEPS_DIR = ".sweeps"
 SWEEP_QUEUED = "queued"
+# Workers run as `python -m vae_core` from the folder that holds the package.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class StartResult:
 def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, channels: int | None = None,
                    model: dict | None = None, train: dict | None = None) -> RunConfig:
     """A validated RunConfig whose model input shape is read from the dataset itself."""
-    from .data import load_dataset
+    from ..data import load_dataset
 
     data = load_dataset(dataset, image_size=image_size, channels=channels)
     mc = ModelConfig(input_shape=tuple(data.image_shape), **(model or {}))
@@ -207,7 +209,7 @@ class RunManager:
             cmd = [sys.executable, "-m", "vae_core", "sweep", "--run-dirs", *(str(self.path(n)) for n in names)]
             log = open(sweeps / f"{sweep_id}.log", "ab")  # each run's own output goes to its worker.log
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=str(Path(__file__).resolve().parent.parent), env=_worker_env(), start_new_session=True)
+                                    cwd=str(_SOURCE_ROOT), env=_worker_env(), start_new_session=True)
             log.close()
             for name in names:  # _reap marks whichever run was in training failed if the process dies
                 self._procs[name] = proc
@@ -315,7 +317,7 @@ class RunManager:
         log = open(path / "worker.log", "ab")
         # Own session: the worker outlives a restarted web server, which re-attaches from files.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=str(Path(__file__).resolve().parent.parent), env=_worker_env(), start_new_session=True)
+                                cwd=str(_SOURCE_ROOT), env=_worker_env(), start_new_session=True)
         log.close()
         self._procs[name] = proc
 

@@ -1,6 +1,6 @@
-"""Pure explorer functions behind the UI's latent-space views (CPU, no grad, fast).
+"""Explorer functions on a model: encode, decode, reconstruct, sample, traverse, interpolate.
 
-Every function takes a trained model (assumed already in eval mode; nothing here
+Every function takes a trained model behind ``engine.protocol.LatentModel`` (assumed already in eval mode; nothing here
 switches modes), runs under ``torch.no_grad()`` and returns numpy arrays or small
 frozen dataclasses, so the UI never touches tensors. Images come back as float32
 in [0, 1], shaped (N, C, H, W), unless a docstring says otherwise.
@@ -14,16 +14,15 @@ from ``evaluate.posterior_stats``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
 from scipy.stats import norm
 
-from .evaluate import posterior_stats
-from .objectives import elbo_terms, sample_posterior
+from ..engine.evaluate import posterior_stats
+from ..engine.objectives import elbo_terms, sample_posterior
 
 BATCH = 1000  # examples per forward pass: bounds memory on large sets, fast enough on CPU
 
@@ -55,24 +54,6 @@ class Reconstruction:
     per_example_loss: np.ndarray
     log_likelihood: np.ndarray
     kl: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class Projection:
-    """A 2-D view of latent codes.
-
-    xy: (N, 2) plot coordinates.
-    method: what was actually done: "identity", "strip", "dims", "pca" or "tsne".
-    explained_variance: PCA's explained-variance ratio per axis, else None.
-    dims: the raw latent dims shown ("identity", "dims", "strip"), else None.
-    note: a sentence for the UI when the view is not what was asked for (empty otherwise).
-    """
-
-    xy: np.ndarray
-    method: str
-    explained_variance: tuple[float, ...] | None
-    dims: tuple[int, ...] | None
-    note: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,7 +108,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _mean_images(model, z: torch.Tensor) -> torch.Tensor:
     """Decoder mean E[x|z] in [0, 1] for z of shape (..., D): (..., C, H, W)."""
-    return model.mean_image(model.decode(z))
+    return model.decoder_mean(model.decode(z))
 
 
 # --- Encode / decode / reconstruct ----------------------------------------------------------
@@ -140,7 +121,7 @@ def encode(model, x: ArrayLike, batch_size: int = BATCH) -> Codes:
         post = model.encode(x[i : i + batch_size])
         mus.append(_np(post.mu))  # (B, D)
         sigmas.append(_np(post.sigma))  # (B, D)
-    d = model.config.latent_dim
+    d = model.latent_dim
     mu = np.concatenate(mus) if mus else np.zeros((0, d), np.float32)
     sigma = np.concatenate(sigmas) if sigmas else np.zeros((0, d), np.float32)
     return Codes(mu=mu, sigma=sigma)
@@ -153,7 +134,7 @@ def decode(model, z: ArrayLike, batch_size: int = BATCH) -> np.ndarray:
     if z.dim() == 1:
         z = z.unsqueeze(0)  # (1, D)
     if len(z) == 0:
-        return np.zeros((0, *model.config.input_shape), np.float32)
+        return np.zeros((0, *model.input_spec.shape), np.float32)
     return np.concatenate([_np(_mean_images(model, z[i : i + batch_size])) for i in range(0, len(z), batch_size)])
 
 
@@ -180,8 +161,8 @@ def reconstruct(model, x: ArrayLike, sample: bool = False, seed: int = 0, batch_
         means.append(_np(_mean_images(model, post.mu)))  # (B, C, H, W)
         if sample:
             z = sample_posterior(post, 1, g_img)[0]  # (B, D)
-            samples.append(_np(model.sample_image(model.decode(z), generator=g_img)))  # (B, C, H, W)
-    empty_img = np.zeros((0, *model.config.input_shape), np.float32)
+            samples.append(_np(model.sample_x(model.decode(z), generator=g_img)))  # (B, C, H, W)
+    empty_img = np.zeros((0, *model.input_spec.shape), np.float32)
     ll = np.concatenate(lls) if lls else np.zeros(0, np.float32)
     kl = np.concatenate(kls) if kls else np.zeros(0, np.float32)
     return Reconstruction(
@@ -212,7 +193,7 @@ def sample_prior(model, n: int, seed: int, temperature: float = 1.0) -> tuple[np
 
     Returns (z (n, D), images (n, C, H, W)); the same seed always gives the same output.
     """
-    d = model.config.latent_dim
+    d = model.latent_dim
     g = torch.Generator().manual_seed(seed)  # CPU generator: same draws whatever the device
     z = temperature * torch.randn(n, d, generator=g)  # (n, D)
     return z.numpy().astype(np.float32), decode(model, z)
@@ -344,175 +325,11 @@ def manifold_grid(
     model, n: int = 15, dims: tuple[int, int] = (0, 1), base_z: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decoded manifold: (images (n, n, C, H, W), values (n,) ascending). Layout in ``manifold_codes``."""
-    codes, vals = manifold_codes(model.config.latent_dim, n, dims, base_z)
+    codes, vals = manifold_codes(model.latent_dim, n, dims, base_z)
     return _np(_mean_images(model, _codes_in(model, codes))), vals  # (n, n, C, H, W)
 
 
-# --- Display grids --------------------------------------------------------------------------
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def upscale(img: ArrayLike, scale: int = 1) -> np.ndarray:
-    """One image (C, H, W) in [0, 1] -> uint8 (H*s, W*s, 3) for RGB or (H*s, W*s) for grey, nearest neighbour."""
-    a = np.asarray(img, dtype=np.float32)
-    if a.ndim != 3:
-        raise ValueError(f"expected one image (C, H, W), got shape {a.shape}")
-    s = max(1, int(scale))
-    a = a.repeat(s, axis=1).repeat(s, axis=2)  # (C, H*s, W*s)
-    return _to_uint8(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
-
-
-def tile(
-    images: ArrayLike, ncols: int | None = None, pad: int = 1, pad_value: float = 1.0, scale: int = 1
-) -> np.ndarray:
-    """Lay images out in a grid for display: uint8 (H', W', 3) for RGB, (H', W') for grey.
-
-    images: (R, Cc, C, H, W) keeps its rows and columns; (N, C, H, W) fills ``ncols``
-    columns (default ceil(sqrt(N))) row by row, empty cells taking ``pad_value``.
-    Each image is upscaled by ``scale`` (nearest neighbour); ``pad`` pixels (not scaled)
-    separate cells and frame the grid, so H' = rows * (H*scale + pad) + pad and
-    W' = cols * (W*scale + pad) + pad.
-    """
-    a = np.asarray(images, dtype=np.float32)
-    if a.ndim == 4:
-        n = len(a)
-        cols = max(1, int(ncols) if ncols else math.ceil(math.sqrt(max(n, 1))))
-        rows = max(1, math.ceil(n / cols))
-        filled = np.full((rows * cols, *a.shape[1:]), pad_value, np.float32)  # (R*Cc, C, H, W)
-        filled[:n] = a
-        a = filled.reshape(rows, cols, *a.shape[1:])  # (R, Cc, C, H, W)
-    elif a.ndim != 5:
-        raise ValueError(f"expected (N, C, H, W) or (R, Cc, C, H, W), got shape {a.shape}")
-    rows, cols, c, h, w = a.shape
-    s, p = max(1, int(scale)), max(0, int(pad))
-    a = a.repeat(s, axis=3).repeat(s, axis=4)  # (R, Cc, C, H*s, W*s)
-    hs, ws = h * s, w * s
-    canvas = np.full((c, rows * (hs + p) + p, cols * (ws + p) + p), pad_value, np.float32)  # (C, H', W')
-    for r in range(rows):
-        for k in range(cols):
-            y, x = p + r * (hs + p), p + k * (ws + p)
-            canvas[:, y : y + hs, x : x + ws] = a[r, k]
-    return _to_uint8(canvas[0] if c == 1 else canvas.transpose(1, 2, 0))
-
-
-# --- 2-D projections of the codes -----------------------------------------------------------
-class PcaAxes:
-    """The first two principal axes of a set of codes; ``transform`` places any codes on them.
-
-    Fitted once on the training codes so that new points (prior samples, an uploaded
-    image) land in the same picture. Always returns (M, 2); missing axes (D or N < 2) are 0.
-    """
-
-    def __init__(self, mu: ArrayLike):
-        from sklearn.decomposition import PCA  # imported lazily: keeps module import light
-
-        m = np.asarray(mu, dtype=np.float64)
-        self.latent_dim = m.shape[1]
-        k = min(2, m.shape[0], m.shape[1])
-        self._pca = PCA(n_components=k, svd_solver="full").fit(m) if k >= 1 and m.shape[0] >= 2 else None
-        if self._pca is None:
-            self.explained_variance: tuple[float, ...] = (0.0, 0.0)
-        else:
-            ev = list(np.nan_to_num(self._pca.explained_variance_ratio_)) + [0.0] * (2 - k)
-            self.explained_variance = tuple(float(v) for v in ev)
-
-    def transform(self, z: ArrayLike) -> np.ndarray:
-        z = np.asarray(z, dtype=np.float64).reshape(-1, self.latent_dim)  # (M, D)
-        out = np.zeros((len(z), 2), np.float32)  # (M, 2)
-        if self._pca is not None and len(z):
-            proj = self._pca.transform(z)  # (M, k)
-            out[:, : proj.shape[1]] = proj
-        return out
-
-
-def pca_fit(mu: ArrayLike) -> PcaAxes:
-    """Fit the 2-D PCA view on codes mu (N, D); use ``.transform(z)`` for new points."""
-    return PcaAxes(mu)
-
-
-def _tsne(mu: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
-
-    n = len(mu)
-    tsne = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed)
-    # One OpenMP thread: sklearn's libgomp otherwise fights torch's (still spinning) libgomp
-    # threads for the cores, which made t-SNE 10-50x slower after any torch work.
-    with threadpool_limits(limits=1, user_api="openmp"):
-        return tsne.fit_transform(mu.astype(np.float64)).astype(np.float32)  # (N, 2)
-
-
-def project_2d(
-    mu: ArrayLike,
-    method: Literal["auto", "identity", "pca", "tsne", "dims"] = "auto",
-    dims: tuple[int, int] = (0, 1),
-    seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-) -> Projection:
-    """Place codes mu (N, D) in 2-D for a scatter plot.
-
-    "identity": the codes themselves (only for D == 2). "dims": two raw dims. "pca": the first
-    two principal axes (deterministic, no seed needed). "tsne": scikit-learn t-SNE, seeded, init
-    "pca", perplexity min(30, (N-1)/3); ``progress(done, total)`` is called before (0, 1) and
-    after (1, 1) since t-SNE offers no finer callback. "auto": identity for D == 2, else PCA.
-    A 1-dim model always gets a strip (x = mu, y = 0), said in ``note``.
-    """
-    m = np.asarray(mu, dtype=np.float32)
-    if m.ndim != 2:
-        raise ValueError(f"expected codes (N, D), got shape {m.shape}")
-    n, d = m.shape
-    if method not in ("auto", "identity", "pca", "tsne", "dims"):
-        raise ValueError(f"unknown projection method {method!r}")
-    if d == 1:
-        xy = np.stack([m[:, 0], np.zeros(n, np.float32)], axis=1)  # (N, 2)
-        return Projection(xy, "strip", None, (0,), "The model has one latent dim: x is its value, y is 0.")
-    if method == "auto":
-        method = "identity" if d == 2 else "pca"
-    if method == "identity":
-        if d != 2:
-            raise ValueError(f"identity projection needs 2 latent dims, the codes have {d}; use pca, tsne or dims")
-        return Projection(m.copy(), "identity", None, (0, 1))
-    if method == "dims":
-        a, b = int(dims[0]), int(dims[1])
-        if not (0 <= a < d and 0 <= b < d):
-            raise ValueError(f"dims must be in 0..{d - 1}, got {dims}")
-        return Projection(m[:, [a, b]].copy(), "dims", None, (a, b))
-    if method == "tsne":
-        if n < 4:  # perplexity (N-1)/3 would be below 1: t-SNE is meaningless here
-            axes = pca_fit(m)
-            return Projection(axes.transform(m), "pca", axes.explained_variance, None, "Too few points for t-SNE; showing PCA.")
-        if progress:
-            progress(0, 1)
-        xy = _tsne(m, seed)
-        if progress:
-            progress(1, 1)
-        return Projection(xy, "tsne", None, None)
-    axes = pca_fit(m)
-    return Projection(axes.transform(m), "pca", axes.explained_variance, None)
-
-
-def place_new_points_tsne(train_mu: ArrayLike, train_xy: ArrayLike, new_mu: ArrayLike, k: int = 5) -> np.ndarray:
-    """Approximate t-SNE positions for new codes: (M, 2).
-
-    t-SNE has no map for unseen points, so each new code goes to the inverse-distance
-    weighted mean of the embedding positions of its k nearest training codes (in mu space).
-    A new code equal to a training code lands exactly on it. An approximation for display only.
-    """
-    tm = np.asarray(train_mu, dtype=np.float64)  # (N, D)
-    txy = np.asarray(train_xy, dtype=np.float64)  # (N, 2)
-    nm = np.asarray(new_mu, dtype=np.float64).reshape(-1, tm.shape[1])  # (M, D)
-    k = max(1, min(k, len(tm)))
-    out = np.zeros((len(nm), 2), np.float32)
-    for i, z in enumerate(nm):
-        idx, dist = nearest_neighbours(tm, z, k)
-        exact = dist == 0
-        w = exact.astype(np.float64) if exact.any() else 1.0 / dist  # exact hits take all the weight
-        out[i] = (w[:, None] * txy[idx]).sum(0) / w.sum()
-    return out
-
-
-# --- Statistics and neighbours --------------------------------------------------------------
+# --- Statistics --------------------------------------------------------------
 def latent_summary(model, x: ArrayLike, batch_size: int = BATCH) -> LatentSummary:
     """Per-dim KL, activity and spread of q(z|x) over x, from ``evaluate.posterior_stats``."""
     stats = posterior_stats(model, _images_in(model, x), batch_size=batch_size)
@@ -523,36 +340,3 @@ def latent_summary(model, x: ArrayLike, batch_size: int = BATCH) -> LatentSummar
         order=np.argsort(-kl, kind="stable"),
         mean_variance=_np(stats["mean_variance"]),
     )
-
-
-def nearest_neighbours(train_mu: ArrayLike, z: ArrayLike, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """The k training codes closest to z in Euclidean mu space: (indices (k,), distances (k,)), nearest first."""
-    tm = np.asarray(train_mu, dtype=np.float64)  # (N, D)
-    q = np.asarray(z, dtype=np.float64).reshape(-1)  # (D,)
-    dist = np.sqrt(((tm - q) ** 2).sum(1))  # (N,): direct differences so an exact match is exactly 0
-    k = max(0, min(k, len(tm)))
-    if k == 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    cand = np.argpartition(dist, k - 1)[:k] if k < len(tm) else np.arange(len(tm))
-    cand = cand[np.lexsort((cand, dist[cand]))]  # by distance, ties by index: stable output
-    return cand.astype(np.int64), dist[cand]
-
-
-def sigma_ellipses(
-    codes: Codes, idx: int | Sequence[int], n_std: float = 1.0, points: int = 40, dims: tuple[int, int] = (0, 1)
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Outline of the n_std-sigma ellipse of q(z|x) for each selected example, for plotting.
-
-    q is a diagonal Gaussian, so the ellipse is axis-aligned with half-axes n_std * sigma on
-    the two plotted dims (the raw latent axes: meant for 2-D latents or the "dims" view).
-    Each outline is (xs (points,), ys (points,)), closed (first point == last).
-    """
-    ids = [int(idx)] if np.isscalar(idx) else [int(i) for i in idx]
-    a, b = dims
-    theta = np.linspace(0.0, 2 * np.pi, points)  # (P,)
-    out = []
-    for i in ids:
-        mx, my = codes.mu[i, a], codes.mu[i, b]
-        sx, sy = codes.sigma[i, a], codes.sigma[i, b]
-        out.append((mx + n_std * sx * np.cos(theta), my + n_std * sy * np.sin(theta)))
-    return out

@@ -1,32 +1,21 @@
-"""The VAE: a Gaussian encoder q(z|x) = N(mu, diag sigma^2) and a decoder p(x|z).
+"""The image VAE family: a Gaussian encoder q(z|x) = N(mu, diag sigma^2) and a decoder p(x|z)
+on images, with an MLP or a convolutional body.
 
 Notation follows Kingma & Welling (2014): phi are encoder parameters, theta decoder
-parameters. ``log_likelihood`` is the one place where log p(x|z) is computed.
+parameters. ``log_likelihood`` is the one place where this family's log p(x|z) is computed.
+It satisfies ``protocol.LatentModel``.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .config import ModelConfig
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-@dataclass(frozen=True)
-class Posterior:
-    """Parameters of q(z|x): mean and log-variance, each (B, D)."""
-
-    mu: torch.Tensor
-    logvar: torch.Tensor
-
-    @property
-    def sigma(self) -> torch.Tensor:
-        return torch.exp(0.5 * self.logvar)
+from .objectives import bernoulli_log_likelihood, gaussian_log_likelihood
+from .protocol import InputSpec, Posterior
 
 
 def _conv_sizes(h: int, w: int, max_layers: int = 4) -> list[tuple[int, int]]:
@@ -78,6 +67,14 @@ class VAE(nn.Module):
         else:
             self.register_buffer("log_sigma", log_sigma)
 
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec("image", tuple(self.config.input_shape), (0.0, 1.0))
+
     # --- q(z|x) -------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> Posterior:
         h = self.enc(x)  # (B, hidden)
@@ -100,13 +97,13 @@ class VAE(nn.Module):
                     out = F.relu(out)
         return out.reshape(*lead, *self.config.input_shape)
 
-    def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
+    def decoder_mean(self, decoded: torch.Tensor) -> torch.Tensor:
         """E[x|z] in [0, 1] from the decoder output (the image a user sees)."""
         return torch.sigmoid(decoded)
 
-    def sample_image(self, decoded: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_x(self, decoded: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One draw x ~ p(x|z), clipped to [0, 1] for display."""
-        mean = self.mean_image(decoded)
+        mean = self.decoder_mean(decoded)
         if self.config.likelihood == "bernoulli":
             return torch.bernoulli(mean, generator=generator)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -120,16 +117,30 @@ class VAE(nn.Module):
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """log p(x|z) in nats, summed over pixels: (..., C, H, W) -> (...)."""
         if self.config.likelihood == "bernoulli":
-            # log Bernoulli(x; sigmoid(l)) = x*l - softplus(l), i.e. -BCE-with-logits; valid for x in
-            # [0, 1] as the usual relaxation. Written out, it takes fewer passes over the (L, B, pixels)
-            # tensor, forward and backward, than the BCE kernel with x expanded to that shape.
-            ll = x * decoded - F.softplus(decoded)
+            ll = bernoulli_log_likelihood(x, decoded)
         else:
-            mean = torch.sigmoid(decoded)
-            # log N(x; mean, sigma^2) per pixel
-            ll = -0.5 * ((x - mean) / self.sigma) ** 2 - self.log_sigma - 0.5 * LOG_2PI
+            ll = gaussian_log_likelihood(x, torch.sigmoid(decoded), self.log_sigma)
         return ll.flatten(start_dim=-3).sum(-1)
 
+    @torch.no_grad()
+    def log_likelihood_at(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None:
+        """log p(x|z) for codes z (S, B, D) computed with less work, or None where this model has
+        no shortcut (the caller then decodes). Evaluation only: no autograd.
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+        For the MLP body with a Bernoulli decoder, log p(x|z) = x . logits - sum softplus(logits),
+        and with logits = W h + b the first term is (W^T x) . h + x . b: a hidden-size dot per
+        sample instead of a pass over all pixels, so the big (S, B, pixels) tensor is written once
+        by the matmul and turned into softplus in place. Equal to
+        ``log_likelihood(x, decode(z))`` up to float rounding (tests check it). A subclass that
+        overrides ``decode`` or ``log_likelihood`` gets None: the shortcut relies on their form.
+        """
+        own = type(self).decode is VAE.decode and type(self).log_likelihood is VAE.log_likelihood
+        if not own or self.config.body != "mlp" or self.config.likelihood != "bernoulli":
+            return None
+        first, last = self.dec[0], self.dec[2]
+        h = F.linear(z, first.weight, first.bias).relu_()  # (S, B, H)
+        xf = x.reshape(x.shape[0], -1)  # (B, P)
+        x_dot_logits = (h * (xf @ last.weight)).sum(-1) + xf @ last.bias  # (S, B)
+        logits = torch.addmm(last.bias, h.reshape(-1, h.shape[-1]), last.weight.t())  # (S*B, P)
+        F.softplus(logits, 1, 20, out=logits)  # threshold 20: exact in float32
+        return x_dot_logits - logits.sum(-1).view(h.shape[:-1])

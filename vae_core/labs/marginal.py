@@ -24,9 +24,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .evaluate import evaluate_elbo, evaluate_iwae
-from .model import Posterior
-from .objectives import auto_chunk_size, elbo_terms, log_importance_weights, sample_posterior
+from ..engine.evaluate import evaluate_elbo, evaluate_iwae
+from ..engine.protocol import Posterior
+from ..engine.objectives import auto_chunk_size, elbo_terms, log_importance_weights, sample_posterior
 
 PROPOSALS = ("prior", "posterior")
 LABELS = {"prior": "z from the prior N(0, I)", "posterior": "z from the encoder q(z|x)"}

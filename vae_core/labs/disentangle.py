@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import explore
+from .. import explore
 
 DEFAULT_BINS = 20  # Locatello et al. (2019) use 20 equal-width bins for MIG
 DEFAULT_SAMPLES = 10_000  # codes used for the metrics: histogram bias ~ bins*values/(2N) stays small
