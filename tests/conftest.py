@@ -1,11 +1,21 @@
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+LAYERS = ("unit", "integration", "app", "browser")  # the folders under tests/, one marker each
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its layer, from the folder it lives in (``pytest -m unit`` etc.)."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in LAYERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,6 +37,17 @@ def runs_dir(tmp_path, monkeypatch):
     d.mkdir()
     monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(d))
     return d
+
+
+def wait_for(pred, timeout=30.0, every=0.05):
+    """Poll ``pred`` until it returns something truthy, and return that; fail after ``timeout`` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
 
 
 def tiny_config(dataset="digits", **train):
@@ -93,3 +114,32 @@ def page_app(page: str, run: str | None = None, timeout: float = 30):
     if run:
         at.session_state["run"] = run
     return at
+
+
+# --- a real β sweep, trained once per session ------------------------------------------------
+SWEEP_FAST = {"batch_size": 64, "lr": 3e-3, "log_every_steps": 5, "snapshot_every_s": 0.5, "num_threads": 1}
+
+
+def sweep_base_config(**train):
+    """The base of the test sweeps: digits, z = 4, three quick epochs."""
+    from vae_core.runs.manager import new_run_config
+
+    return new_run_config("digits", model={"latent_dim": 4, "hidden": 64}, train={**SWEEP_FAST, "epochs": 3, **train})
+
+
+@pytest.fixture(scope="session")
+def digit_sweep(tmp_path_factory):
+    """β = 0.25 and β = 4 on digits, started through the manager: one worker process, runs in turn.
+    Returns (manager, run names, the sweep record, whether the second run was seen queued)."""
+    from vae_core.labs import beta as lb
+    from vae_core.runs.manager import RunManager
+
+    root = tmp_path_factory.mktemp("sweep-runs")
+    m = RunManager(root)
+    names = lb.start_sweep(m, lb.sweep_configs(sweep_base_config(), betas=[0.25, 4]), "dig", "beta")
+    sweep = lb.list_sweeps(root)[0]
+    seen_queued = lb.sweep_states(m, sweep)[1].state == "queued"
+    deadline = time.time() + 90
+    while time.time() < deadline and lb.sweep_active(lb.sweep_states(m, sweep)):
+        time.sleep(0.2)
+    return m, names, sweep, seen_queued

@@ -4,9 +4,8 @@ import time
 
 from playwright.sync_api import expect
 
-from vae_core.runs.manager import RunManager, new_run_config
-
 from tests.browser.conftest import assert_no_exception, wait_app_idle
+from vae_core.runs.manager import RunManager, new_run_config
 
 PAGES = ["reconstructions", "latent_space", "sample", "traverse", "encode"]
 
@@ -32,7 +31,6 @@ def test_start_a_run_and_watch_it_update_by_itself(page, fresh_server):
         wait_app_idle(page)
         expect(page.get_by_text("snapshot at step").first).to_be_visible(timeout=30_000)
         assert_no_exception(page)
-
 
 
 def test_a_reload_reattaches_to_a_training_run_and_stop_stops_it(page, fresh_server):

@@ -7,8 +7,6 @@ from torch.distributions import Normal, kl_divergence
 
 from vae_core.engine.config import ModelConfig
 from vae_core.engine.linear_gaussian import LinearGaussian
-from vae_core.engine.protocol import Posterior
-from vae_core.engine.vae import VAE
 from vae_core.engine.objectives import (
     ElboTerms,
     elbo_terms,
@@ -18,6 +16,8 @@ from vae_core.engine.objectives import (
     log_normal_diag,
     log_standard_normal,
 )
+from vae_core.engine.protocol import Posterior
+from vae_core.engine.vae import VAE
 
 
 def test_analytic_kl_matches_torch_distributions():

@@ -6,8 +6,14 @@ import torch
 
 from vae_core import explore
 from vae_core.engine.config import ModelConfig
-from vae_core.explore.live_decode import FRAME_VALUES, frames_payload, live_payload, mlp_decoder_payload, reference_decode
 from vae_core.engine.vae import VAE
+from vae_core.explore.live_decode import (
+    FRAME_VALUES,
+    frames_payload,
+    live_payload,
+    mlp_decoder_payload,
+    reference_decode,
+)
 
 
 def test_mlp_payload_reproduces_the_server_decode():

@@ -1,5 +1,5 @@
-"""Disentanglement metrics (vae_core.disentangle) on codes whose answer is known by construction,
-plus the end-to-end report on a tiny real shapes model."""
+"""Disentanglement metrics (vae_core.labs.disentangle) on codes whose answer is known by
+construction, plus the end-to-end report on a tiny real shapes model."""
 import numpy as np
 import pytest
 
@@ -95,8 +95,8 @@ def test_dci_ranks_codes(factors, codes):
 
 
 def test_factor_report_on_a_tiny_shapes_model(tmp_path):
-    from vae_core.runs import rundir as rd
     from vae_core.data import load_dataset
+    from vae_core.runs import rundir as rd
     from vae_core.runs.manager import new_run_config
     from vae_core.runs.trainer import train
 

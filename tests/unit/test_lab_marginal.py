@@ -1,5 +1,5 @@
-"""The marginal-likelihood lab against a model whose log p(x) is exact (linear-Gaussian),
-the running-K estimates against direct computation, and the page (AppTest)."""
+"""The marginal-likelihood lab against a model whose log p(x) is exact (linear-Gaussian), and
+the running-K estimates against direct computation."""
 from __future__ import annotations
 
 import math
@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import page_app
-from vae_core.labs import marginal as lm
 from vae_core.engine.linear_gaussian import LinearGaussian
 from vae_core.engine.objectives import iwae_bound
+from vae_core.labs import marginal as lm
 
 
 @pytest.fixture(scope="module")
@@ -112,37 +111,3 @@ def test_test_set_nll_reports_progress_and_bounds(model_and_x):
     assert seen == [(10, 30), (20, 30), (30, 30)]
     exact = model.exact_log_px(x).mean().item()
     assert res.elbo < res.iwae <= exact + 0.05 and res.gap > 0 and res.nll == -res.iwae
-
-
-# --- the page ---------------------------------------------------------------------------
-def test_page_runs_and_draws_charts(app_runs):
-    at = page_app("pages/lab_marginal_likelihood.py", run="tiny", timeout=60).run()
-    assert not at.exception
-    [b for b in at.button if "Estimate" in b.label][0].click().run()
-    assert not at.exception, at.exception
-    assert len(at.get("plotly_chart")) == 3
-    assert any("Effective sample size" in m.value for m in at.markdown)
-    # The explanation follows the numbers: on this 3-D digits model the prior keeps up, and the
-    # page must not claim it is "still -0.0 nats under" (it once did).
-    what = next(m.value for m in at.markdown if "What you see" in m.value)
-    assert "has caught up" in what and "still" not in what
-    # The test-set NLL on a few images.
-    at.number_input[1].set_value(20).run()
-    [b for b in at.button if "test-set" in b.label][0].click().run()
-    assert not at.exception, at.exception
-    assert any("IWAE NLL" in m.label for m in at.metric)
-
-
-def test_page_on_mnist_run_with_a_random_image(app_runs):
-    at = page_app("pages/lab_marginal_likelihood.py", run="tiny2d", timeout=60).run()
-    [b for b in at.button if b.label == "Random"][0].click().run()
-    at.checkbox[0].check().run()  # zoom on the encoder's curve
-    [b for b in at.button if "Estimate" in b.label][0].click().run()
-    assert not at.exception, at.exception
-    assert len(at.get("plotly_chart")) == 3
-
-
-def test_page_empty_state(empty_runs):
-    at = page_app("pages/lab_marginal_likelihood.py").run()
-    assert not at.exception
-    assert any("No model yet" in i.value for i in at.info)

@@ -1,8 +1,7 @@
-"""Tests for vae_core.image_import. All images are generated here with PIL.
+"""Uploaded and drawn images (vae_core.data.upload). All images are generated here with PIL.
 
 Centre-of-mass convention (see the module docstring): pixel (r, c) sits at
-(r, c), so the centre of a 28x28 field is (13.5, 13.5).
-"""
+(r, c), so the centre of a 28x28 field is (13.5, 13.5)."""
 
 from __future__ import annotations
 
@@ -16,10 +15,12 @@ import torch
 from PIL import Image, ImageDraw
 
 from vae_core.data import upload as ii
-from vae_core.data.upload import ImageImportError, decode_image, import_array, import_image
-
-
-# ---------------------------------------------------------------- helpers
+from vae_core.data.upload import (
+    ImageImportError,
+    decode_image,
+    import_array,
+    import_image,
+)
 
 
 def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -77,9 +78,6 @@ def _png_with_declared_size(w: int, h: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-# ---------------------------------------------------------------- digit recipe
-
-
 def test_photo_of_dark_digit_on_light_paper():
     res = import_image(_encode(_photo_of_seven(), "JPEG", quality=85), (1, 28, 28))
     assert res.tensor.dtype == torch.float32 and tuple(res.tensor.shape) == (1, 28, 28)
@@ -123,9 +121,6 @@ def test_mnist_like_input_is_stable():
     res = import_image(_encode(Image.fromarray(x), "PNG"), (1, 28, 28))
     assert res.inverted is False
     _assert_centred_digit(res.tensor[0].numpy())
-
-
-# ---------------------------------------------------------------- refusals
 
 
 def test_refuses_empty():
@@ -196,9 +191,6 @@ def test_truncated_tolerance_is_restored():
         assert ImageFile.LOAD_TRUNCATED_IMAGES is True
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-# ---------------------------------------------------------------- odd but valid inputs
 
 
 def test_16bit_grayscale_keeps_range():
@@ -275,9 +267,6 @@ def test_decode_image_returns_l_or_rgb():
     assert decode_image(_encode(Image.new("RGB", (5, 5)), "WEBP")).mode == "RGB"
 
 
-# ---------------------------------------------------------------- arrays (drawing canvas)
-
-
 def _canvas(stroke, background, alpha_bg: int) -> np.ndarray:
     arr = np.zeros((280, 280, 4), np.uint8)
     arr[..., :3] = background
@@ -317,9 +306,6 @@ def test_import_array_grayscale_float_and_rejects_bad_shape():
         import_array(np.zeros((4, 4, 2)), (1, 8, 8))
     with pytest.raises(ImageImportError):
         import_array(np.zeros((0, 4)), (1, 8, 8))
-
-
-# ---------------------------------------------------------------- fit mode / args
 
 
 def test_fit_rgb():

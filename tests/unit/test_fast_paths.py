@@ -5,9 +5,14 @@ from torch.nn import functional as F
 
 from vae_core.engine.config import ModelConfig, RunConfig, TrainConfig
 from vae_core.engine.evaluate import evaluate_iwae
-from vae_core.engine.vae import VAE
-from vae_core.engine.objectives import elbo_terms, iwae_bound, sample_posterior, training_loss
+from vae_core.engine.objectives import (
+    elbo_terms,
+    iwae_bound,
+    sample_posterior,
+    training_loss,
+)
 from vae_core.engine.optim import make_optimizer
+from vae_core.engine.vae import VAE
 
 SHAPE = (1, 28, 28)
 

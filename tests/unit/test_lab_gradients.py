@@ -1,5 +1,5 @@
 """The gradient-estimator lab: unbiasedness against an exact gradient, variance ordering on a
-VAE, SGVB estimators A and B, and the page (AppTest)."""
+VAE, SGVB estimators A and B."""
 from __future__ import annotations
 
 import math
@@ -8,11 +8,10 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from tests.conftest import page_app
-from vae_core.labs import gradients as lg
 from vae_core.engine.config import ModelConfig
 from vae_core.engine.linear_gaussian import LinearGaussian
 from vae_core.engine.vae import VAE
+from vae_core.labs import gradients as lg
 
 
 def z_family(checks: int, level: float = 0.99) -> float:
@@ -122,29 +121,3 @@ def test_elbo_estimator_a_is_exact_when_q_is_the_true_posterior():
     r = lg.elbo_estimator_variance(model, x, repeats=200)
     assert r["A"]["mean_variance"] < 1e-12 < r["B"]["mean_variance"]
     assert r["A"]["mean_elbo"] == pytest.approx(model.exact_log_px(x).mean().item(), abs=1e-9)
-
-
-# --- the page ---------------------------------------------------------------------------
-def test_page_runs_and_draws_charts(app_runs):
-    at = page_app("pages/lab_gradients.py", run="tiny", timeout=60).run()
-    assert not at.exception
-    buttons = [b for b in at.button if "Run" in b.label]
-    assert buttons
-    buttons[0].click().run()
-    assert not at.exception, at.exception
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 3  # variance vs L, distance, and the toy
-    assert any("reparameterisation" in m.value for m in at.markdown)
-
-
-def test_page_on_mnist_run(app_runs):
-    at = page_app("pages/lab_gradients.py", run="tiny2d", timeout=60).run()
-    [b for b in at.button if "Run" in b.label][0].click().run()
-    assert not at.exception, at.exception
-    assert len(at.get("plotly_chart")) >= 3
-
-
-def test_page_empty_state(empty_runs):
-    at = page_app("pages/lab_gradients.py").run()
-    assert not at.exception
-    assert any("No model yet" in i.value for i in at.info)

@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import page_app
 
 PAGES = ["pages/reconstructions.py", "pages/latent_space.py", "pages/sample.py"]
+
+
 RUNS = ["tiny", "tiny2d", "tiny1d"]
 
 
@@ -38,8 +40,8 @@ def _arr(v) -> np.ndarray:
 
 def _test_labels(runs_dir, run: str) -> np.ndarray:
     """The run's test labels, loaded the way the app loads them."""
-    from vae_core.runs import rundir as rd
     from vae_core.data import load_dataset
+    from vae_core.runs import rundir as rd
 
     tc = rd.read_config(runs_dir / run).train
     return load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed).y_test.numpy()

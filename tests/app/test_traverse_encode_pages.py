@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from tests.conftest import page_app
 
 RUNS = ["tiny", "tiny2d", "tiny1d"]
+
+
 LATENT = {"tiny": 3, "tiny2d": 2, "tiny1d": 1}
 
 

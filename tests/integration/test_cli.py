@@ -3,12 +3,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
+from tests.conftest import ROOT
 from vae_core.runs import rundir as rd
 from vae_core.runs.trainer import SHARE_CPU_ENV
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args):

@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import save_file
 
 from tests.conftest import ROOT, tiny_config
-from vae_core.runs import rundir as rd
 from vae_core.engine.config import ConfigError, ModelConfig, RunConfig, TrainConfig
-from vae_core.runs.manager import RunManager
 from vae_core.engine.vae import VAE
+from vae_core.runs import rundir as rd
+from vae_core.runs.manager import RunManager
 from vae_core.runs.trainer import train
 
 

@@ -1,4 +1,4 @@
-"""Tests for vae_core.explore: shapes, ranges, reproducibility and the geometry of each view."""
+"""Explorer functions (vae_core.explore): shapes, ranges, reproducibility and the geometry of each view."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,15 +9,6 @@ from vae_core import explore as ex
 from vae_core.engine.config import ModelConfig
 from vae_core.engine.evaluate import posterior_stats
 from vae_core.engine.vae import VAE
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from threads; on a busy 2-core box OpenMP spinning made them 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_model(shape=(1, 8, 8), body="mlp", latent_dim=2, likelihood="bernoulli", seed=0) -> VAE:

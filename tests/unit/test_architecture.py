@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 PKG = ROOT / "vae_core"
+
+
 # A package may import packages of a lower rank and its own; never a higher one.
 RANK = {"data": 0, "engine": 1, "runs": 2, "explore": 3, "labs": 4, "api": 5, "cli": 5, "launch": 5,
         "__main__": 6, "__init__": 6}

@@ -1,4 +1,4 @@
-"""Tests for vae_core.data: every dataset spec, the IDX parser, archive safety and caching."""
+"""Datasets (vae_core.data): every dataset spec, the IDX parser, archive safety and caching."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vae_core.data import registry as D
 from vae_core.data import DatasetError, load_dataset
+from vae_core.data import registry as D
 
 FASHION_PRESENT = Path(D.FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_file()
 
@@ -23,14 +23,6 @@ FASHION_PRESENT = Path(D.FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_fil
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    # Each test sees the disk cache, never another test's in-process objects.
-    D.clear_memo()
-    yield
-    D.clear_memo()
 
 
 def check_common(ds: D.Dataset, n_train: int, n_test: int, shape: tuple[int, int, int], n_classes: int | None):
@@ -56,9 +48,6 @@ def same(a: D.Dataset, b: D.Dataset) -> bool:
     return a.class_names == b.class_names and a.factor_names == b.factor_names and a.preprocess == b.preprocess
 
 
-# --------------------------------------------------------------------------- specs
-
-
 def test_parse_spec():
     assert D.parse_spec("idx:/a/b") == ("idx", "/a/b")
     assert D.parse_spec("mnist") == ("mnist", None)
@@ -79,9 +68,6 @@ def test_bad_options(cache):
         load_dataset("shapes:big", cache_dir=cache)
     with pytest.raises(DatasetError):
         load_dataset("shapes:4", cache_dir=cache)
-
-
-# --------------------------------------------------------------------------- built-in datasets
 
 
 def test_mnist(cache):
@@ -122,9 +108,6 @@ def test_resize_builtin(cache):
     assert torch.equal(ds.x_train[:, 0], ds.x_train[:, 2])
 
 
-# --------------------------------------------------------------------------- shapes
-
-
 @pytest.mark.parametrize("spec,size", [("shapes", 32), ("shapes:64", 64)])
 def test_shapes(cache, tmp_path, spec, size):
     ds = load_dataset(spec, cache_dir=cache)
@@ -156,9 +139,6 @@ def test_shapes(cache, tmp_path, spec, size):
     if size == 32:   # determinism: a fresh render equals the cached one
         D.clear_memo()
         assert same(ds, load_dataset(spec, cache_dir=tmp_path))
-
-
-# --------------------------------------------------------------------------- IDX
 
 
 def idx_bytes(a: np.ndarray, code: int = 0x08) -> bytes:
@@ -246,9 +226,6 @@ def test_idx_label_mismatch_and_missing(cache, tmp_path):
         load_dataset(f"idx:{tmp_path / 'empty'}", cache_dir=cache)
 
 
-# --------------------------------------------------------------------------- Fashion-MNIST
-
-
 def test_fashion_missing(cache, monkeypatch):
     with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist:/nonexistent", cache_dir=cache)
@@ -289,11 +266,9 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
 
 def test_cache_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path))
+    D.clear_memo()  # an earlier test may have loaded digits in this process already
     load_dataset("digits")
     assert any(p.name.startswith("digits-") for p in tmp_path.iterdir())
-
-
-# --------------------------------------------------------------------------- folder / zip / npz
 
 
 def png_bytes(value: int, size=(20, 30), mode="L") -> bytes:
@@ -433,9 +408,6 @@ def test_folder_cache_tracks_changes(cache, tmp_path):
     second = load_dataset(f"folder:{tmp_path}", cache_dir=cache)
     assert len(first.x_train) + len(first.x_test) == 3
     assert len(second.x_train) + len(second.x_test) == 4
-
-
-# --------------------------------------------------------------------------- listing
 
 
 def test_list_datasets():
