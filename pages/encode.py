@@ -195,7 +195,7 @@ st.caption(f"Upload or draw {kind}. It is turned into a {data.image_shape[1]}×{
            f"{'colour' if data.image_shape[0] == 3 else 'grey'} input, encoded to q(z|x) and decoded again.")
 
 try:
-    summary = _ui.latent_summary(run, snap, data.x_test)  # same order as Traverse's sliders
+    summary = _ui.encoded_test_set(snap, x_test=data.x_test).summary  # same order as Traverse's sliders
 except Exception as e:
     st.error(f"Could not measure the latent dimensions: {e}")
     summary = None

@@ -146,7 +146,7 @@ def live(run: str) -> None:
     d = s.config.model.latent_dim
     try:
         codes = _codes(run, s, x_shown)
-        summary = _ui.latent_summary(run, s, x_shown)
+        summary = _ui.encoded_test_set(s, x_test=data.x_test).summary
     except Exception as e:
         st.error(f"Could not encode the test set with this snapshot: {e}")
         return

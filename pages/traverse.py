@@ -5,7 +5,7 @@ Session state this page reads and writes (shared contract with Latent space and 
                   run is the selected run.
   traverse_z<d>   the slider value of latent dim d (raw dim index, not the KL rank).
   traverse_image  the last decoded slider image, (C, H, W) floats in [0, 1]; tests read it.
-  traverse_live   True (default): sliders decode in the browser while dragged (pages/_live_traverse.py)
+  traverse_live   True (default): sliders decode in the browser while dragged (pages/_ui/live_traverse.py)
                   and report on release; False: Streamlit sliders, decoded on the server on release.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 
 from pages import _ui
-from pages._live_traverse import live_sliders
+from pages._ui.live_traverse import live_sliders
 from vae_core import explore
 
 LO, HI, STEP = -3.0, 3.0, 0.05  # slider range in prior standard deviations
@@ -80,7 +80,7 @@ if len(data.x_test) == 0:
     st.stop()
 
 try:
-    summary = _ui.latent_summary(run, snap, data.x_test)
+    summary = _ui.encoded_test_set(snap, x_test=data.x_test).summary
     kl, active, order = summary.kl_per_dim, summary.active, [int(d) for d in summary.order]
 except Exception as e:  # a broken snapshot must not take the page down
     st.error(f"Could not measure the latent dimensions: {e}")

@@ -25,6 +25,7 @@ from .codes import (
     traverse_one,
 )
 from .display import tile, upscale
+from .test_set import EncodedTestSet, encoded_test_set
 from .projection import (
     PcaAxes,
     Projection,
@@ -40,5 +41,5 @@ __all__ = [
     "encode", "interpolate", "interpolation_strip", "latent_summary", "manifold_codes", "manifold_grid",
     "manifold_values", "nearest_neighbours", "pca_fit", "place_new_points_tsne", "project_2d", "rank_by_loss",
     "reconstruct", "sample_prior", "sigma_ellipses", "tile", "traversal_codes", "traversal_grid", "traverse_one",
-    "upscale",
+    "upscale", "EncodedTestSet", "encoded_test_set",
 ]

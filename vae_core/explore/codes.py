@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from ..engine.evaluate import posterior_stats
+from ..engine.evaluate import ACTIVE_UNIT_THRESHOLD, posterior_stats
 from ..engine.objectives import elbo_terms, sample_posterior
 
 BATCH = 1000  # examples per forward pass: bounds memory on large sets, fast enough on CPU
@@ -72,6 +72,13 @@ class LatentSummary:
     @property
     def n_active(self) -> int:
         return int(self.active.sum())
+
+    @classmethod
+    def from_stats(cls, kl_per_dim: np.ndarray, mean_variance: np.ndarray) -> "LatentSummary":
+        """From the per-dim KL and Var_x E_q[z_d]; the activity rule is ``evaluate.ACTIVE_UNIT_THRESHOLD``."""
+        kl = np.asarray(kl_per_dim, np.float32)
+        var = np.asarray(mean_variance, np.float32)
+        return cls(kl, var > ACTIVE_UNIT_THRESHOLD, np.argsort(-kl, kind="stable"), var)
 
 
 # --- Helpers --------------------------------------------------------------------------------
@@ -333,10 +340,4 @@ def manifold_grid(
 def latent_summary(model, x: ArrayLike, batch_size: int = BATCH) -> LatentSummary:
     """Per-dim KL, activity and spread of q(z|x) over x, from ``evaluate.posterior_stats``."""
     stats = posterior_stats(model, _images_in(model, x), batch_size=batch_size)
-    kl = _np(stats["kl_per_dim"])  # (D,)
-    return LatentSummary(
-        kl_per_dim=kl,
-        active=stats["active"].cpu().numpy().astype(bool),
-        order=np.argsort(-kl, kind="stable"),
-        mean_variance=_np(stats["mean_variance"]),
-    )
+    return LatentSummary.from_stats(_np(stats["kl_per_dim"]), _np(stats["mean_variance"]))  # (D,) each

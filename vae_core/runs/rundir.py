@@ -255,13 +255,21 @@ def load_optimizer_state(run_dir: Path, optimizer, device) -> int | None:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A model rebuilt from a run directory, on the CPU, in eval mode."""
+    """A model rebuilt from a run directory, on the CPU, in eval mode.
+
+    path: the weights file it was read from; (path, step, mtime) names these weights.
+    """
 
     model: LatentModel
     config: RunConfig
     step: int
     epoch: int
     mtime: float
+    path: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
 
 
 def snapshot_meta(run_dir: Path) -> tuple[int, int, float] | None:
@@ -316,4 +324,5 @@ def load_weights_file(path: Path, config: RunConfig, device: str = "cpu") -> Sna
         raise RunError(f"{path.name} contains NaN or infinite weights")
     model.load_state_dict(tensors)
     model.to(device).eval()
-    return Snapshot(model, config, int(meta.get("step", 0)), int(meta.get("epoch", 0)), path.stat().st_mtime)
+    return Snapshot(model, config, int(meta.get("step", 0)), int(meta.get("epoch", 0)), path.stat().st_mtime,
+                    Path(path).resolve())

@@ -1,22 +1,20 @@
-"""UI plumbing shared by every page: the run manager, the selected run, cached snapshots
-and datasets, refresh timing, empty states and image display. No formulas live here.
+"""The selected run and what the pages read of it: the run manager, the run's latest
+snapshot and its dataset, refresh timing while it trains, and the empty states.
 
-Process contract (DESIGN.md): this runs in the Streamlit server. Training happens in worker
-processes the RunManager starts; pages only read run directories through these helpers.
+Process contract (docs/architecture.md): this runs in the Streamlit server. Training happens
+in worker processes the RunManager starts; pages only read run directories through here.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import astuple
-
-import numpy as np
 import streamlit as st
 
 from vae_core import explore
-from vae_core.runs import rundir as rd
 from vae_core.data import Dataset, DatasetError, load_dataset
+from vae_core.runs import rundir as rd
 from vae_core.runs.manager import RunManager, new_run_config
+
+from .cache import per_snapshot
+from .state import FLASH, LIVE_RUN, SELECTED_RUN
 
 LIVE_REFRESH_S = 2.0
 # What the empty-state button starts: real MNIST, an MLP small enough to train in about a
@@ -63,54 +61,6 @@ def run_dataset(snap: rd.Snapshot) -> Dataset | None:
         return None
 
 
-@st.cache_data(max_entries=8, show_spinner="Measuring each latent dimension…")
-def _latent_summary(run: str, step: int, mtime: float, n: int, _model, _x) -> tuple:
-    # Plain arrays in the cache: a cached dataclass breaks when Streamlit reloads vae_core.
-    return astuple(explore.latent_summary(_model, _x))
-
-
-def latent_summary(run: str, snap: rd.Snapshot, x) -> explore.LatentSummary:
-    """KL per dim, active units and KL order for ``x`` under the snapshot, cached per (run, step)."""
-    return explore.LatentSummary(*_latent_summary(run, snap.step, snap.mtime, len(x), snap.model, x))
-
-
-@st.cache_resource
-def _result_store(namespace: str) -> tuple[OrderedDict, threading.Lock]:
-    return OrderedDict(), threading.Lock()
-
-
-def cached_result(namespace: str, key):
-    """A result a page computed on request (a lab run), shared by every session; None if absent."""
-    store, lock = _result_store(namespace)
-    with lock:
-        return store.get(key)
-
-
-def remember_result(namespace: str, key, value, limit: int = 16) -> None:
-    store, lock = _result_store(namespace)
-    with lock:
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > limit:  # least recently stored first
-            store.popitem(last=False)
-
-
-def result_on_request(namespace: str, key, start: bool, compute, prompt: str | None = None):
-    """A lab's result: computed now (with a progress bar) when ``start``, else the remembered one.
-
-    ``compute(progress)`` gets a ``progress(fraction, text)`` callback. With no result yet,
-    ``prompt`` (if given) says how to get one, and the return value is None.
-    """
-    if start:
-        bar = st.progress(0.0, text="starting…")
-        remember_result(namespace, key, compute(lambda f, text: bar.progress(min(1.0, f), text=text)))
-        bar.empty()
-    result = cached_result(namespace, key)
-    if result is None and prompt:
-        st.info(prompt)
-    return result
-
-
 # --- the selected run ------------------------------------------------------------------
 def _route_through_app() -> None:
     """Make a deep link (/sample?run=…) on a fresh server run app.py's navigation.
@@ -133,9 +83,9 @@ def selected_run() -> str | None:
     """The run every page works on: from the session, the URL (?run=…), the active run, or the newest."""
     _route_through_app()
     m = manager()
-    name = st.session_state.get("run") or st.query_params.get("run")
+    name = SELECTED_RUN.get() or st.query_params.get("run")
     if name and m.exists(name):
-        if st.session_state.get("run") != name:
+        if SELECTED_RUN.get() != name:
             select_run(name)  # a run chosen by URL must survive navigation, which drops the query
         return name
     runs = m.list_runs()
@@ -147,7 +97,10 @@ def selected_run() -> str | None:
 
 
 def select_run(name: str | None) -> None:
-    st.session_state["run"] = name
+    if name:
+        SELECTED_RUN.set(name)
+    else:
+        SELECTED_RUN.pop()
     if name:
         st.query_params["run"] = name
     elif "run" in st.query_params:
@@ -168,9 +121,9 @@ def rerun_when_run_ends(name: str, active: bool | None = None) -> None:
     if active is None:
         active = manager().status(name).active
     if active:
-        st.session_state["_live_run"] = name
-    elif st.session_state.get("_live_run") == name:
-        del st.session_state["_live_run"]
+        LIVE_RUN.set(name)
+    elif LIVE_RUN.get() == name:
+        LIVE_RUN.pop()
         st.rerun()
 
 
@@ -219,23 +172,18 @@ def snapshot_caption(name: str, snap: rd.Snapshot) -> None:
     st.caption(f"Run **{name}** · snapshot at step {snap.step:,} (epoch {snap.epoch}){live}")
 
 
-# --- images ----------------------------------------------------------------------------
-def spread(n_total: int, k: int) -> np.ndarray:
-    """k indices evenly spread over a data set (datasets are often sorted by class)."""
-    return np.unique(np.linspace(0, max(0, n_total - 1), num=min(k, n_total)).round().astype(int))
+@per_snapshot(max_entries=8, spinner="Encoding the test set…")
+def encoded_test_set(snap: rd.Snapshot, *, x_test) -> explore.EncodedTestSet:
+    """The run's test set under this snapshot: codes, per-dim KL, the PCA basis (read from
+    the worker's summary when it published one)."""
+    return explore.encoded_test_set(snap, x_test)
 
 
-def display_scale(image_shape: tuple[int, int, int], target_px: int = 112) -> int:
-    """Integer nearest-neighbour scale so a small image shows at about target_px."""
-    return max(1, round(target_px / max(image_shape[1:])))
+def flash(message: str) -> None:
+    """Show ``message`` as a toast after the next rerun."""
+    FLASH.set(message)
 
 
-def grid(images: np.ndarray, ncols: int | None = None, target_px: int = 84) -> np.ndarray:
-    """(N, C, H, W) or (R, K, C, H, W) floats in [0, 1] -> one uint8 picture, upscaled."""
-    shape = images.shape[-3:]
-    return explore.tile(images, ncols=ncols, scale=display_scale(shape, target_px))
-
-
-def picture(image: np.ndarray, target_px: int = 168) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> uint8, upscaled with nearest neighbour so pixels stay crisp."""
-    return explore.upscale(image, display_scale(image.shape, target_px))
+def show_flash() -> None:
+    if (message := FLASH.pop()) is not None:
+        st.toast(message)

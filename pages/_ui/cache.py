@@ -1,0 +1,82 @@
+"""Caches shared by every session of the server: results computed once per weight snapshot,
+and results a lab computed on request. Values are kept as they are (no pickling) and must
+be treated as read-only."""
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from typing import Callable, TypeVar
+
+import streamlit as st
+
+from vae_core.runs.rundir import Snapshot
+
+T = TypeVar("T")
+
+
+@st.cache_resource
+def _store(namespace: str) -> tuple[OrderedDict, threading.Lock]:
+    return OrderedDict(), threading.Lock()
+
+
+def cached_result(namespace: str, key):
+    """A result stored under ``key`` in ``namespace`` by any session, or None."""
+    store, lock = _store(namespace)
+    with lock:
+        return store.get(key)
+
+
+def remember_result(namespace: str, key, value, limit: int = 16) -> None:
+    store, lock = _store(namespace)
+    with lock:
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > limit:  # least recently stored first
+            store.popitem(last=False)
+
+
+def per_snapshot(max_entries: int = 8, spinner: str | None = None):
+    """Cache ``fn(snap, *key_args, **inputs)`` once per weight snapshot.
+
+    The key is the snapshot's (weights file, step, mtime), which names its weights, plus the
+    positional arguments after it (small hashable values: a count, a method name, dims). The
+    keyword arguments are inputs the key already determines (the run's test images, say) and
+    are passed through without being hashed. ``spinner`` shows while a value is computed.
+    """
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        namespace = f"per_snapshot:{fn.__module__}.{fn.__qualname__}"
+
+        @functools.wraps(fn)
+        def wrapper(snap: Snapshot, *key_args, **inputs) -> T:
+            key = (str(snap.path), snap.step, snap.mtime, key_args)
+            hit = cached_result(namespace, key)
+            if hit is not None:
+                return hit
+            if spinner:
+                with st.spinner(spinner):
+                    value = fn(snap, *key_args, **inputs)
+            else:
+                value = fn(snap, *key_args, **inputs)
+            remember_result(namespace, key, value, limit=max_entries)
+            return value
+
+        return wrapper
+
+    return decorate
+
+
+def result_on_request(namespace: str, key, start: bool, compute, prompt: str | None = None):
+    """A lab's result: computed now (with a progress bar) when ``start``, else the remembered one.
+
+    ``compute(progress)`` gets a ``progress(fraction, text)`` callback. With no result yet,
+    ``prompt`` (if given) says how to get one, and the return value is None.
+    """
+    if start:
+        bar = st.progress(0.0, text="starting…")
+        remember_result(namespace, key, compute(lambda f, text: bar.progress(min(1.0, f), text=text)))
+        bar.empty()
+    result = cached_result(namespace, key)
+    if result is None and prompt:
+        st.info(prompt)
+    return result
