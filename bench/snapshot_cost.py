@@ -6,8 +6,10 @@
 Two measures, both on the project's trainer (``bench/train_speed.run_project``):
 1. samples/s with each setting, alternating order (end-of-epoch snapshots happen in all of
    them; only the mid-epoch ones change, and the step rate leaves out the end-of-epoch stretch);
-2. the time spent inside ``rundir.save_snapshot`` (weights + optimiser, fsync, atomic replace),
-   counted by wrapping it, as a share of the run's wall time: the direct overhead.
+2. the time spent publishing snapshots (``TrainLoop.publish_snapshot``: weights + optimiser
+   state, fsync, atomic replace, and the per-snapshot test-set summary), counted by wrapping
+   it, as a share of the run's wall time: the direct overhead; and, within it, the summary's
+   part (``summary.write_summary``: encode the test set, PCA basis, write).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 
 from _env import describe, machine, save
 from train_speed import fmt_range, run_project
-from vae_core.runs import rundir as rd
+from vae_core.runs import trainer as trainer_mod
 
 
 def main(argv=None):
@@ -36,21 +38,25 @@ def main(argv=None):
     info = machine(torch.device("cpu"))
 
     saves: list[float] = []
-    real_save = rd.save_snapshot
+    summaries: list[float] = []
 
-    def timed_save(*a, **kw):
-        t0 = time.perf_counter()
-        try:
-            return real_save(*a, **kw)
-        finally:
-            saves.append(time.perf_counter() - t0)
+    def timed(fn, into):
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                into.append(time.perf_counter() - t0)
+        return wrapper
 
-    rd.save_snapshot = timed_save  # the trainer calls rd.save_snapshot through the module
+    real_publish, real_summary = trainer_mod.TrainLoop.publish_snapshot, trainer_mod.write_summary
+    trainer_mod.TrainLoop.publish_snapshot = timed(real_publish, saves)
+    trainer_mod.write_summary = timed(real_summary, summaries)  # the trainer looks it up in its module
     print(f"# snapshot_cost: {args.dataset}, {args.threads} threads, {args.seconds:g} s per run", flush=True)
-    rows = {e: {"rate": [], "share": [], "saves": [], "save_ms": []} for e in everies}
+    rows = {e: {"rate": [], "share": [], "saves": [], "save_ms": [], "summary_ms": []} for e in everies}
     for r in range(args.repeats):
         for e in (everies if r % 2 == 0 else everies[::-1]):
-            saves.clear()
+            saves.clear(), summaries.clear()
             t0 = time.perf_counter()
             res = run_project(args.dataset, torch.device("cpu"), args.threads, seconds=args.seconds, snapshot_every_s=e)
             wall = time.perf_counter() - t0
@@ -58,22 +64,24 @@ def main(argv=None):
             rows[e]["share"].append(sum(saves) / wall)
             rows[e]["saves"].append(len(saves))
             rows[e]["save_ms"] += [s * 1e3 for s in saves]
+            rows[e]["summary_ms"] += [s * 1e3 for s in summaries]
             print(f"  every {e:g} s: {res['samples_per_s']:8.0f} samples/s, {len(saves)} snapshots, "
-                  f"{sum(saves) * 1e3:.0f} ms in save_snapshot of {wall:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
-    rd.save_snapshot = real_save
+                  f"{sum(saves) * 1e3:.0f} ms publishing ({sum(summaries) * 1e3:.0f} ms of it summaries) of {wall:.1f} s "
+                  f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    trainer_mod.TrainLoop.publish_snapshot, trainer_mod.write_summary = real_publish, real_summary
 
     base = describe(rows[max(everies)]["rate"])["median"]
     lines = [f"Device: cpu — {info['cpu']} ({info['cores']} cores), torch {info['torch']}, {args.threads} thread(s) "
              f"(the worker default); {args.dataset}, default MLP, batch 128; {args.seconds:g} s per run, "
              f"{args.repeats} repeats alternating; load average at start {info['loadavg_start'][0]:.2f}.", "",
              "| snapshot_every_s | samples/s median (min–max, n) | vs never | snapshots per run | ms per snapshot "
-             "(median) | time in save_snapshot / wall |", "|---|---|---|---|---|---|"]
+             "(median) | of which summary (median ms) | time publishing / wall |", "|---|---|---|---|---|---|---|"]
     for e in everies:
         d = describe(rows[e]["rate"])
         label = "never (86400; epoch ends only)" if e >= 86400 else f"{e:g}"
         lines.append(f"| {label} | {fmt_range(d)} | {d['median'] / base - 1:+.1%} | "
                      f"{describe(rows[e]['saves'])['median']:.0f} | {describe(rows[e]['save_ms'])['median']:.1f} | "
-                     f"{describe(rows[e]['share'])['median']:.2%} |")
+                     f"{describe(rows[e]['summary_ms'])['median']:.1f} | {describe(rows[e]['share'])['median']:.2%} |")
     md = "\n".join(lines) + "\n"
     print()
     print(md)
