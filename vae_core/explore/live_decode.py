@@ -14,6 +14,7 @@ import base64
 import numpy as np
 import torch
 
+from ..engine.protocol import LatentModel
 from ..engine.vae import VAE
 from .codes import traversal_grid
 
@@ -24,13 +25,13 @@ def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
 
 
-def mlp_decoder_payload(model: VAE) -> dict | None:
+def mlp_decoder_payload(model: LatentModel) -> dict | None:
     """The MLP decoder's weights as little-endian float32 (base64), or None for other bodies.
 
     Layout matches torch.nn.Linear: W is (out, in) row-major, y = W x + b; the hidden layer
     uses ReLU and the output is the Bernoulli logit / Gaussian pre-sigmoid mean.
     """
-    if model.config.body != "mlp":
+    if not isinstance(model, VAE) or model.config.body != "mlp":  # only this family's MLP has this form
         return None
     first, last = model.dec[0], model.dec[2]
     arrays = {
@@ -42,14 +43,14 @@ def mlp_decoder_payload(model: VAE) -> dict | None:
     return {"kind": "mlp", "hidden": int(arrays["b1"].shape[0]), **{k: _b64(v) for k, v in arrays.items()}}
 
 
-def frames_payload(model: VAE, z: np.ndarray, dims: list[int], values: np.ndarray = FRAME_VALUES) -> dict:
+def frames_payload(model: LatentModel, z: np.ndarray, dims: list[int], values: np.ndarray = FRAME_VALUES) -> dict:
     """Decoded frames for each dim in ``dims`` at each value, other dims fixed at ``z``: uint8 (dims, values, H, W, C)."""
     images = traversal_grid(model, np.asarray(z, np.float32), list(dims), values)  # (R, V, C, H, W)
-    frames = (np.clip(images, 0, 1) * 255).round().astype(np.uint8).transpose(0, 1, 3, 4, 2)
+    frames = (np.clip(np.nan_to_num(images), 0, 1) * 255).round().astype(np.uint8).transpose(0, 1, 3, 4, 2)
     return {"kind": "frames", "values": [float(v) for v in values], "frames": _b64(frames)}
 
 
-def live_payload(model: VAE, z: np.ndarray, dims: list[int]) -> dict:
+def live_payload(model: LatentModel, z: np.ndarray, dims: list[int]) -> dict:
     """Browser decoding where the architecture allows it, frames otherwise."""
     return mlp_decoder_payload(model) or frames_payload(model, z, dims)
 
