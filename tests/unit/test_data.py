@@ -14,10 +14,20 @@ import pytest
 import torch
 from PIL import Image
 
-from vae_core.data import DatasetError, load_dataset
-from vae_core.data import registry as D
+from vae_core.data import (
+    DEFAULT_DATASET,
+    Dataset,
+    DatasetError,
+    clear_memo,
+    images,
+    list_datasets,
+    load_dataset,
+    parse_spec,
+    read_idx,
+)
+from vae_core.data.sources import folder, idx, shapes
 
-FASHION_PRESENT = Path(D.FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_file()
+FASHION_PRESENT = Path(idx.FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_file()
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +35,7 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def check_common(ds: D.Dataset, n_train: int, n_test: int, shape: tuple[int, int, int], n_classes: int | None):
+def check_common(ds: Dataset, n_train: int, n_test: int, shape: tuple[int, int, int], n_classes: int | None):
     assert ds.x_train.shape == (n_train, *shape) and ds.x_test.shape == (n_test, *shape)
     assert ds.image_shape == shape
     for x in (ds.x_train, ds.x_test):
@@ -39,7 +49,7 @@ def check_common(ds: D.Dataset, n_train: int, n_test: int, shape: tuple[int, int
         assert ds.class_names is not None and len(ds.class_names) == n_classes
 
 
-def same(a: D.Dataset, b: D.Dataset) -> bool:
+def same(a: Dataset, b: Dataset) -> bool:
     fields = ("x_train", "y_train", "x_test", "y_test", "factors_train", "factors_test")
     for f in fields:
         ta, tb = getattr(a, f), getattr(b, f)
@@ -49,15 +59,15 @@ def same(a: D.Dataset, b: D.Dataset) -> bool:
 
 
 def test_parse_spec():
-    assert D.parse_spec("idx:/a/b") == ("idx", "/a/b")
-    assert D.parse_spec("mnist") == ("mnist", None)
-    assert D.parse_spec(" Shapes:64 ") == ("shapes", "64")
-    assert D.parse_spec("folder:C:\\data") == ("folder", "C:\\data")
-    assert D.parse_spec("fashion-mnist") == ("fashion-mnist", None)
+    assert parse_spec("idx:/a/b") == ("idx", "/a/b")
+    assert parse_spec("mnist") == ("mnist", None)
+    assert parse_spec(" Shapes:64 ") == ("shapes", "64")
+    assert parse_spec("folder:C:\\data") == ("folder", "C:\\data")
+    assert parse_spec("fashion-mnist") == ("fashion-mnist", None)
     for bad in ("nope", "mnist:x", "idx:", "folder", "", "/some/path"):
         with pytest.raises(DatasetError):
-            D.parse_spec(bad)
-    assert D.DEFAULT_DATASET == "mnist"
+            parse_spec(bad)
+    assert DEFAULT_DATASET == "mnist"
 
 
 def test_bad_options(cache):
@@ -84,7 +94,7 @@ def test_mnist(cache):
 
 def test_mnist_deterministic(cache, tmp_path):
     a = load_dataset("mnist", cache_dir=cache)
-    D.clear_memo()
+    clear_memo()
     b = load_dataset("mnist", cache_dir=tmp_path)                 # rebuilt from scratch
     assert same(a, b)
 
@@ -95,7 +105,7 @@ def test_digits(cache, tmp_path):
     assert ds.preprocess == "digit" and ds.x_train.max() == 1.0
     counts = np.bincount(ds.y_test.numpy())
     assert counts.min() >= 17 and counts.max() <= 19             # stratified
-    D.clear_memo()
+    clear_memo()
     assert same(ds, load_dataset("digits", cache_dir=tmp_path))
     other = load_dataset("digits", cache_dir=cache, seed=1)
     assert not torch.equal(other.x_test, ds.x_test)              # the seed picks the split
@@ -111,7 +121,7 @@ def test_resize_builtin(cache):
 @pytest.mark.parametrize("spec,size", [("shapes", 32), ("shapes:64", 64)])
 def test_shapes(cache, tmp_path, spec, size):
     ds = load_dataset(spec, cache_dir=cache)
-    n = D.SHAPES_COUNT
+    n = shapes.SHAPES_COUNT
     n_test = round(n * 0.1)
     check_common(ds, n - n_test, n_test, (1, size, size), 3)
     assert ds.class_names == ("square", "ellipse", "heart")
@@ -137,7 +147,7 @@ def test_shapes(cache, tmp_path, spec, size):
         assert len(means) == 6 and all(a < b for a, b in zip(means, means[1:]))
 
     if size == 32:   # determinism: a fresh render equals the cached one
-        D.clear_memo()
+        clear_memo()
         assert same(ds, load_dataset(spec, cache_dir=tmp_path))
 
 
@@ -178,14 +188,14 @@ def test_idx_train_only_and_no_labels(cache, tmp_path):
     assert (ds.y_train == -1).all() and (ds.y_test == -1).all() and ds.class_names is None
     together = torch.cat([ds.x_train, ds.x_test])[:, 0].mul(255).round().to(torch.uint8)
     assert sorted(map(bytes, together.numpy())) == sorted(map(bytes, x))   # a partition, nothing lost
-    D.clear_memo()
+    clear_memo()
     assert same(ds, load_dataset(f"idx:{tmp_path}", cache_dir=cache))
 
 
 def test_read_idx_parses_types(tmp_path):
     a = np.arange(12, dtype=">i4").reshape(3, 4)
     (tmp_path / "a").write_bytes(idx_bytes(a, 0x0C))
-    out = D.read_idx(tmp_path / "a")
+    out = read_idx(tmp_path / "a")
     assert out.dtype == np.int32 and out.tolist() == a.tolist()
 
 
@@ -213,7 +223,7 @@ def test_truncated_gzip_stream(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte.gz"
     path.write_bytes(gzip.compress(idx_bytes(x))[:-30])
     with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz"):
-        D.read_idx(path)
+        read_idx(path)
 
 
 def test_idx_label_mismatch_and_missing(cache, tmp_path):
@@ -229,10 +239,10 @@ def test_idx_label_mismatch_and_missing(cache, tmp_path):
 def test_fashion_missing(cache, monkeypatch):
     with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist:/nonexistent", cache_dir=cache)
-    monkeypatch.setattr(D, "FASHION_MNIST_DIR", "/nonexistent")
+    monkeypatch.setattr(idx, "FASHION_MNIST_DIR", "/nonexistent")
     with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist", cache_dir=cache)
-    status = {s.name: s for s in D.list_datasets()}["fashion-mnist"]
+    status = {s.name: s for s in list_datasets()}["fashion-mnist"]
     assert not status.available and "apt-get install dataset-fashion-mnist" in status.detail
 
 
@@ -242,7 +252,7 @@ def test_fashion_and_cache_speed(tmp_path):
     check_common(first, 60000, 10000, (1, 28, 28), 10)
     assert first.class_names[0] == "T-shirt/top" and first.class_names[9] == "Ankle boot"
     assert np.bincount(first.y_test.numpy()).tolist() == [1000] * 10
-    D.clear_memo()
+    clear_memo()
     t0 = time.perf_counter()
     second = load_dataset("fashion-mnist", cache_dir=tmp_path)
     elapsed = time.perf_counter() - t0
@@ -256,17 +266,17 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     assert len(entries) == 1 and not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())
     x_file = entries[0] / "x.npy"
     x_file.write_bytes(x_file.read_bytes()[:100])                # simulate a damaged file
-    D.clear_memo()
+    clear_memo()
     assert same(first, load_dataset("digits", cache_dir=tmp_path))
     (entries[0] / "meta.json").write_text("{not json")
-    D.clear_memo()
+    clear_memo()
     assert same(first, load_dataset("digits", cache_dir=tmp_path))
     assert not any(p.suffix == ".pkl" for p in tmp_path.rglob("*"))
 
 
 def test_cache_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path))
-    D.clear_memo()  # an earlier test may have loaded digits in this process already
+    clear_memo()  # an earlier test may have loaded digits in this process already
     load_dataset("digits")
     assert any(p.name.startswith("digits-") for p in tmp_path.iterdir())
 
@@ -326,7 +336,7 @@ def test_folder_empty_or_unreadable(cache, tmp_path):
 
 
 def test_folder_decompression_bomb_skipped(cache, tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "MAX_IMAGE_PIXELS", 500)
+    monkeypatch.setattr(images, "MAX_PIXELS", 500)
     (tmp_path / "small.png").write_bytes(png_bytes(100, size=(10, 10)))
     (tmp_path / "huge.png").write_bytes(png_bytes(100, size=(100, 100)))
     with pytest.warns(RuntimeWarning, match="skipped 1"):
@@ -369,7 +379,7 @@ def test_zip_bomb_refused(cache, tmp_path):
 
 
 def test_zip_member_count_cap(cache, tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "MAX_ZIP_MEMBERS", 3)
+    monkeypatch.setattr(folder, "MAX_ZIP_MEMBERS", 3)
     archive = tmp_path / "many.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for i in range(4):
@@ -411,7 +421,7 @@ def test_folder_cache_tracks_changes(cache, tmp_path):
 
 
 def test_list_datasets():
-    statuses = D.list_datasets()
+    statuses = list_datasets()
     names = [s.name for s in statuses]
     for expected in ("mnist", "digits", "fashion-mnist", "shapes", "shapes:64", "idx:<folder>", "folder:<path>"):
         assert expected in names
@@ -424,4 +434,4 @@ def test_list_datasets():
     # Every concrete listed name actually loads as a spec.
     for s in statuses:
         if not s.needs_path:
-            D.parse_spec(s.name)
+            parse_spec(s.name)

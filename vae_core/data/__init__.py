@@ -1,16 +1,13 @@
 """Datasets: a registry of offline sources named by spec strings, their on-disk cache, and
-the guarded image decoding shared by dataset files and user uploads."""
-from .registry import (
-    DEFAULT_DATASET,
-    Dataset,
-    DatasetError,
-    DatasetStatus,
-    clear_memo,
-    list_datasets,
-    load_dataset,
-    parse_spec,
-    read_idx,
-)
+the guarded image decoding shared by dataset files and user uploads.
+
+Modules: ``dataset`` (what a dataset is, the split), ``registry`` (specs, loading, listing),
+``cache`` (decoded arrays on disk), ``sources`` (one module per kind of source), ``images``
+(the one guarded image decoder), ``upload`` and ``digit`` (a user's picture as a model input).
+"""
+from .dataset import Dataset, DatasetError, DatasetStatus
+from .registry import DEFAULT_DATASET, clear_memo, list_datasets, load_dataset, parse_spec
+from .sources.idx import read_idx
 
 __all__ = ["DEFAULT_DATASET", "Dataset", "DatasetError", "DatasetStatus", "clear_memo", "list_datasets",
            "load_dataset", "parse_spec", "read_idx"]
