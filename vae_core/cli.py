@@ -1,7 +1,8 @@
 """Command line: ``python -m vae_core {train,eval,datasets,sweep}``.
 
-``train`` only parses flags and calls ``trainer.train`` (the same entry point the app's
-RunManager starts in a subprocess). Errors print one clear line and exit 2; no traceback.
+``train`` and ``sweep`` only parse flags and call ``trainer.train`` / ``sweeps.run``, the
+entry points the app's RunManager starts in a subprocess. Errors print one clear line and
+exit 2; no traceback.
 """
 from __future__ import annotations
 
@@ -74,11 +75,10 @@ def cmd_train(args) -> int:
         if args.run_dir:
             run_dir = Path(args.run_dir)
         else:
-            from .runs.manager import RunManager
+            from .runs.manager import RunManager, default_run_name
 
             m = RunManager()
-            run_dir = m.root / m.unique_name(
-                f"{config.train.dataset.split(':')[0]}-{config.model.body}-z{config.model.latent_dim}-{time.strftime('%Y%m%d-%H%M%S')}")
+            run_dir = m.path(m.unique_name(default_run_name(config)))
     bar = _progress_bar(f"training {run_dir.name}")
 
     def on_log(rec):
@@ -106,71 +106,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    """Train the sweep's runs one after another in this one process (``RunManager.start_sweep``).
+    from .runs import sweeps
 
-    A run is trained only while its status still says it is waiting (the first one "starting",
-    the rest "stopped" + "queued") and nobody asked it to stop; anything else means the user
-    took it over and it is skipped. If a run ends "stopped" (the user pressed Stop, or SIGTERM),
-    the sweep ends too and the runs still waiting say so; a "failed" run does not stop the others.
-    """
-    import os
-    import signal
-
-    from .runs.manager import SWEEP_QUEUED
-    from .runs.trainer import AlreadyRunning, train
-
-    interrupted = {"flag": False}
-
-    def _on_signal(signum, frame):  # between runs, train()'s own handler is not listening
-        interrupted["flag"] = True
-
-    dirs = [Path(d) for d in args.run_dirs]
-    outcome = 0
-    for i, run_dir in enumerate(dirs):
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
-        st = rd.read_status(run_dir)
-        waiting = st.state == "starting" or (st.state == "stopped" and st.message == SWEEP_QUEUED and st.step == 0)
-        if interrupted["flag"] or rd.read_request(run_dir) == "stop":
-            if waiting:
-                rd.write_status(run_dir, state="stopped", message="not trained: the sweep was stopped",
-                                heartbeat=time.time(), step=0, epoch=0)
-            continue
-        if not waiting:
-            print(f"{run_dir.name}: skipped ({st.label}{', ' + st.message if st.message else ''})", flush=True)
-            continue
-        try:
-            config = rd.read_config(run_dir)
-        except rd.RunError as e:
-            print(f"{run_dir.name}: skipped ({e})", flush=True)
-            continue
-        if interrupted["flag"]:  # a signal that came in while this run was being read
-            rd.write_status(run_dir, state="stopped", message="not trained: the sweep was stopped",
-                            heartbeat=time.time(), step=0, epoch=0)
-            continue
-        print(f"sweep run {i + 1} of {len(dirs)}: {run_dir.name}", flush=True)
-        # This run's output goes to its own worker.log, as for a run started alone.
-        saved = os.dup(1), os.dup(2)
-        with open(run_dir / "worker.log", "ab") as log:
-            sys.stdout.flush(), sys.stderr.flush()
-            os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
-            try:
-                status = train(config, run_dir)
-            except AlreadyRunning as e:
-                status = None
-                print(f"{run_dir.name}: skipped ({e})", flush=True)
-            finally:
-                sys.stdout.flush(), sys.stderr.flush()
-                os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-                os.close(saved[0]), os.close(saved[1])
-        if status is None:
-            continue
-        print(f"{run_dir}: {status.state} at step {status.step}" + (f" ({status.error})" if status.error else ""), flush=True)
-        if status.state == "failed":
-            outcome = 1
-        elif status.state == "stopped":
-            interrupted["flag"] = True
-    return outcome
+    return sweeps.run([Path(d) for d in args.run_dirs])
 
 
 def _progress_bar(desc: str):

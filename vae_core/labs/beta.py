@@ -1,6 +1,6 @@
 """Lab: β and the decoder's likelihood, measured on the user's own models.
 
-The study notes ask two things this lab answers with sweeps of small runs:
+Two questions, answered with sweeps of small runs:
 - "There's a trade off between how accurate our network can be and how close its latent
   variable can match the unit gaussian": the β-VAE objective (Higgins et al. 2017)
       E_q[log p(x|z)] - β KL(q(z|x) || p(z))
@@ -9,25 +9,23 @@ The study notes ask two things this lab answers with sweeps of small runs:
   curve of Alemi et al. (2018, "Fixing a Broken ELBO", section 3); β = 1 is the ELBO, whose
   negative is R + D.
 - "P(X|z) = N(X | f(z), σ²I), but where is σ?": the Gaussian decoder's log-likelihood is
-      log p(x|z) = -D log σ - ||x - f(z)||² / (2σ²) - (D/2) log 2π   (``model.VAE.log_likelihood``),
+      log p(x|z) = -D log σ - ||x - f(z)||² / (2σ²) - (D/2) log 2π   (``engine.vae.VAE.log_likelihood``),
   so σ only scales the squared error. Multiplying the objective by 2σ² shows a Gaussian VAE
   is a squared-error autoencoder with KL weight 2σ²β: a larger σ is a larger β (Doersch 2016,
   "Tutorial on VAEs", section 2.4.3; Lucas et al. 2019, "Don't Blame the ELBO"). A learned σ
   settles where it maximises the likelihood, σ* = sqrt(mean squared error per pixel)
   (Rybkin et al. 2021, "Simple and Effective VAE Training with Calibrated Decoders").
 
-Sweeps train in the background through ``RunManager.start_sweep``; everything here reads
-run directories and snapshots. No streamlit; the formulas are reused from ``evaluate`` and
-``explore`` (each lives in one place).
+Sweeps train in the background (``runs.sweeps``: one worker, runs in turn); everything here
+reads run directories and snapshots. The sweep lifecycle names are re-exported below so a page
+reaches the whole lab through this module. No streamlit; the formulas are reused from
+``evaluate`` and ``explore`` (each lives in one place).
 """
 from __future__ import annotations
 
 import copy
-import os
-import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
@@ -36,8 +34,12 @@ import torch
 from .. import explore
 from ..engine.config import RunConfig
 from ..engine.evaluate import evaluate_elbo
-from ..runs import rundir as rd
-from ..runs.manager import SWEEP_QUEUED, SWEEPS_DIR, RunManager
+from ..runs import sweeps
+from ..runs.manager import RunManager
+from ..runs.sweeps import (  # re-exported: the page reaches a sweep's lifecycle through this lab
+    Sweep as Sweep, SweepRunState as SweepRunState, list_sweeps as list_sweeps, stop_sweep as stop_sweep,
+    sweep_active as sweep_active, sweep_of as sweep_of, sweep_states as sweep_states,
+)
 
 DEFAULT_BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 BETA_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -98,130 +100,8 @@ def sweep_configs(base_config: RunConfig, betas: Sequence[float] | None = None, 
 
 def start_sweep(manager: RunManager, points: Sequence[SweepPoint], prefix: str, kind: SweepKind) -> list[str]:
     """Start a sweep in the background (one worker process, runs in turn); returns its run names."""
-    values = [p.value for p in points]
-    return manager.start_sweep([p.config for p in points], prefix, labels=[p.label for p in points],
-                               meta={"kind": kind, "values": values})
-
-
-# --- Reading sweeps -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Sweep:
-    """A sweep's record, ``<runs>/.sweeps/<id>.json``, as written by ``RunManager.start_sweep``."""
-
-    id: str
-    kind: str
-    runs: tuple[str, ...]
-    labels: tuple[str, ...]
-    values: tuple[float | None, ...]
-    created: float
-    pid: int | None
-
-
-def list_sweeps(root: str | Path, kind: SweepKind | None = None) -> list[Sweep]:
-    """Every readable sweep record under the runs folder ``root``, newest first."""
-    out = []
-    for p in (Path(root) / SWEEPS_DIR).glob("*.json"):
-        d = rd.read_json(p)
-        if not isinstance(d, dict) or not isinstance(d.get("runs"), list):
-            continue
-        runs = tuple(str(r) for r in d["runs"])
-        labels = tuple(str(x) for x in d.get("labels", runs))
-        values = d.get("values") or [None] * len(runs)
-        sw = Sweep(str(d.get("id", p.stem)), str(d.get("kind", "beta")), runs, labels,
-                   tuple(None if v is None else float(v) for v in values), float(d.get("created", 0.0)),
-                   d.get("pid") if isinstance(d.get("pid"), int) else None)
-        if kind is None or sw.kind == kind:
-            out.append(sw)
-    return sorted(out, key=lambda s: s.created, reverse=True)
-
-
-def sweep_of(root: str | Path, run: str) -> str | None:
-    """The id of the sweep that run ``run`` belongs to, if any."""
-    return next((s.id for s in list_sweeps(root) if run in s.runs), None)
-
-
-def _alive(pid: int | None) -> bool:
-    """Whether the sweep worker with this pid still runs (on Linux also checked to be a sweep
-    worker, so a recycled pid is not mistaken for it, and never signalled)."""
-    if not pid:
-        return False
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        return b"vae_core" in cmd and b"sweep" in cmd
-    except FileNotFoundError:
-        if Path("/proc/self").exists():
-            return False  # Linux, and no such process
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass(frozen=True)
-class SweepRunState:
-    """One run of a sweep as the page lists it. ``state`` is the run's own state, except that a run
-    still waiting reads "queued" while the sweep worker lives and "not trained" once it is gone."""
-
-    name: str
-    label: str
-    value: float | None
-    state: str
-    progress: float
-    active: bool
-    exists: bool
-    note: str = ""
-
-
-def sweep_states(manager: RunManager, sweep: Sweep) -> list[SweepRunState]:
-    alive = _alive(sweep.pid)
-    out = []
-    for name, label, value in zip(sweep.runs, sweep.labels, sweep.values):
-        if not manager.exists(name):
-            out.append(SweepRunState(name, label, value, "deleted", 0.0, False, False))
-            continue
-        st = manager.status(name)
-        state, note = st.label, st.message or ""
-        if st.state == "stopped" and st.message == SWEEP_QUEUED:
-            state, note = ("queued", "") if alive else ("not trained", "the sweep worker is gone")
-        elif st.error:
-            note = st.error
-        out.append(SweepRunState(name, label, value, state, st.progress, st.active, True, note))
-    return out
-
-
-def stop_sweep(manager: RunManager, sweep: Sweep) -> None:
-    """Stop the run in training and ask every waiting run to stay untrained. The worker then ends
-    the sweep, and the waiting runs say "not trained: the sweep was stopped".
-
-    Once the worker has begun training (a run's status carries its pid) it also gets SIGTERM
-    directly: the trainer clears old control requests when its loop begins, so a request alone
-    can be lost while a run is still starting, and the signal sets a flag that survives that.
-    Before then the worker may still be importing, where SIGTERM would kill it outright; then the
-    requests alone do it, since the worker checks each run's request before training it."""
-    started = any(manager.status(n).pid == sweep.pid for n in sweep.runs if manager.exists(n))
-    if started and _alive(sweep.pid):
-        try:
-            os.kill(sweep.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    for name in sweep.runs:
-        if not manager.exists(name):
-            continue
-        st = manager.status(name)
-        if st.active:
-            manager.stop(name)
-        elif st.state == "stopped" and st.message == SWEEP_QUEUED:
-            rd.request(manager.path(name), "stop")
-
-
-def sweep_active(states: Sequence[SweepRunState]) -> bool:
-    """True while some run trains or waits its turn (the page keeps refreshing)."""
-    return any(s.active or s.state == "queued" for s in states)
+    return sweeps.start(manager, [p.config for p in points], prefix, labels=[p.label for p in points],
+                        meta={"kind": kind, "values": [p.value for p in points]})
 
 
 # --- Measurements -------------------------------------------------------------------------

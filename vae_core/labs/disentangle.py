@@ -252,8 +252,8 @@ def factor_report(model, x, factors, factor_names, n: int = DEFAULT_SAMPLES, bin
     # MIG on one draw z = mu + sigma * eps per image, the code the decoder actually receives, as in
     # Chen et al.'s definition (their I(z_j; v_k) integrates q(z_j|x)). Binning mu instead lets a
     # collapsed dim (sigma ~ 1, KL ~ 0.02 nats) look informative: its tiny wiggles in mu, stretched
-    # over 20 bins, gave I/H up to 0.17 on a beta=16 shapes model, more than the dim's whole KL allows
-    # (I(z_d; v) <= I(z_d; x) <= KL_d). With a draw those dims fall to ~0.01.
+    # over 20 bins, reach I/H ~ 0.17 on a beta=16 shapes model, more than the dim's whole KL allows
+    # (I(z_d; v) <= I(z_d; x) <= KL_d). On a draw those dims score ~0.01.
     eps = np.random.default_rng(seed).standard_normal(mu.shape).astype(np.float32)
     m = mig(mu + codes.sigma * eps, fs, bins)
     dc = dci(mu, fs, seed=seed)  # DCI's predictors read the deterministic part of the code, as usual

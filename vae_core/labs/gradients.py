@@ -1,6 +1,6 @@
 """Lab: three Monte Carlo estimators of the encoder's gradient, measured on the user's model.
 
-The study notes ask: "is the reparameterization trick for reducing variance or to make the
+The question it answers: "is the reparameterization trick for reducing variance or to make the
 equation differentiable?" Both: it needs f to be differentiable in z, and in exchange it
 uses the slope of f, not only its value. This module measures the consequence.
 

@@ -1,7 +1,7 @@
 """Lab: estimating the marginal likelihood log p(x) by importance sampling.
 
-The study notes ask why "sampling z from Q gives an estimator which converges much faster
-than sampling z from N(0, 1)". Both are importance sampling (e.g. Burda et al. 2016, eq. 8):
+The question it answers: why "sampling z from Q gives an estimator which converges much faster
+than sampling z from N(0, 1)"? Both are importance sampling (e.g. Burda et al. 2016, eq. 8):
 
     log p(x) = log E_{z ~ r}[ p(x, z) / r(z) ]  ~  log 1/K sum_k w_k,   w_k = p(x|z_k) p(z_k) / r(z_k)
 

@@ -4,16 +4,22 @@ Runs in the web app's process (one instance, cached by the UI) or in any script.
 trains: each run's worker is a separate ``python -m vae_core train`` process, so the app's
 cores and GIL stay free and a crash there cannot take the app down. The manager only writes
 config and control files and spawns or signals processes; all state lives on disk, so a
-reloaded page or a restarted server re-attaches by reading the run directories.
+reloaded page or a restarted server re-attaches by reading the run directories. Sweeps
+(several runs trained in turn by one worker) are built on it in ``sweeps``.
 
 Thread- and process-safe: ``start`` holds a lock (threading + an flock on the runs folder)
 while it checks for an active run and creates the new one, so two sessions pressing Start
 at once produce one run.
+
+Moving runs: ``export_zip`` packs a run's files; ``import_zip`` takes such a zip back and
+``import_run`` a separate config.json and weights.safetensors. Uploads are read in memory
+(never extracted, never unpickled) and written only once every file checks out.
 """
 from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import shutil
 import signal
@@ -22,9 +28,11 @@ import sys
 import threading
 import time
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..engine.config import ModelConfig, RunConfig, TrainConfig
 from . import rundir as rd
@@ -32,11 +40,15 @@ from .trainer import SHARE_CPU_ENV
 
 DEFAULT_RUNS_DIR = "runs"
 RUNS_ENV = "LATENT_EXPLORER_RUNS"
+# What a run's zip holds, and the limits an upload is held to. Weights are the only large
+# file; a zip bomb is refused by its declared sizes and by its compression ratio (a run's
+# files compress a few times at most, a bomb hundreds of times) before anything is inflated.
+ARCHIVE_FILES = (rd.CONFIG, rd.WEIGHTS, rd.METRICS, rd.STATUS)
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
-# Sweeps (see ``start_sweep``): one JSON per sweep in this hidden folder of the runs folder,
-# and the message that marks a sweep's run as waiting for its turn.
-SWEEPS_DIR = ".sweeps"
-SWEEP_QUEUED = "queued"
+MAX_FILE_BYTES = {rd.CONFIG: 1_000_000, rd.WEIGHTS: MAX_IMPORT_BYTES, rd.METRICS: 64 * 1024 * 1024,
+                  rd.STATUS: 1_000_000}
+MAX_ZIP_MEMBERS = 8
+MAX_ZIP_RATIO = 100
 # Workers run as `python -m vae_core` from the folder that holds the package.
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +80,12 @@ def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, cha
     return RunConfig(model=mc, train=tc).validate()
 
 
+def default_run_name(config: RunConfig) -> str:
+    """A readable name such as ``mnist-mlp-z16-20240101-120000`` (before ``unique_name``)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{config.train.dataset.split(':')[0]}-{config.model.body}-z{config.model.latent_dim}-{stamp}"
+
+
 def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_ENV, DEFAULT_RUNS_DIR)).resolve()
 
@@ -95,7 +113,8 @@ class RunManager:
             return False
 
     @contextmanager
-    def _locked(self):
+    def locked(self):
+        """Hold the runs folder: a thread lock for this process, an flock for other server processes."""
         with self._lock, open(self.root / ".manager.lock", "a+") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             try:
@@ -129,25 +148,34 @@ class RunManager:
         return None
 
     def unique_name(self, base: str) -> str:
-        base = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in base)[:48].strip(".-") or "run"
+        """``base`` made a valid run name no run has yet (a "-2", "-3", ... suffix if taken)."""
+        base = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "._-" else "-" for ch in base)
+        while ".." in base:
+            base = base.replace("..", ".")
+        base = base[:48].lstrip("._-").rstrip(".-") or "run"
         name, i = base, 2
         while (self.root / name).exists():
             name, i = f"{base}-{i}", i + 1
         return name
+
+    def _existing(self, name: str) -> Path:
+        path = self.path(name)
+        if not path.is_dir():
+            raise rd.RunError(f"There is no run named {name!r}.")
+        return path
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self, config: RunConfig, name: str | None = None, exclusive: bool = True) -> StartResult:
         """Create a run and spawn its worker. With ``exclusive`` (the app's default), if a run is
         already active the caller is attached to it instead: the machine trains one at a time."""
         config.validate()
-        with self._locked():
+        with self.locked():
             if exclusive:
                 active = self.active_run()
                 if active is not None:
                     return StartResult(active, False, f"Run {active} is already training; showing it.")
             if name is None:
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                name = self.unique_name(f"{config.train.dataset.split(':')[0]}-{config.model.body}-z{config.model.latent_dim}-{stamp}")
+                name = self.unique_name(default_run_name(config))
             path = self.path(name)
             try:
                 path.mkdir()
@@ -159,65 +187,8 @@ class RunManager:
             self._spawn(name, resume=False)
             return StartResult(name, True, f"Started {name}.")
 
-    def start_sweep(self, configs: list[RunConfig], prefix: str, labels: list[str] | None = None,
-                    meta: dict | None = None, exclusive: bool = True) -> list[str]:
-        """Create one run per config, named ``<prefix>-<label>`` (label default ``beta<β>``), and
-        spawn ONE ``python -m vae_core sweep`` process that trains them one after another.
-
-        Sequential, not parallel: on a small machine two workers only fight over the same cores,
-        and one worker leaves a core to the web app. The sweep is recorded in
-        ``<runs>/.sweeps/<id>.json`` (id = the prefix actually used; it gets a "-2" suffix if taken):
-        {"id", "runs", "labels", "created", "pid", ...meta}.
-
-        States stay within the run-directory contract: the first run starts as "starting"; the
-        others are written as state "stopped" with message "queued" (honest: nothing trains them
-        yet, and they are not "active", so the app's one-run-at-a-time rule sees only the run in
-        training). The sweep worker trains a run only while it still says queued, so a run the user
-        resumed, stopped or deleted in the meantime is skipped. Returns the run names in order.
-        """
-        if not configs:
-            raise ValueError("a sweep needs at least one config")
-        for c in configs:
-            c.validate()
-        labels = list(labels) if labels is not None else [f"beta{c.train.beta:g}" for c in configs]
-        if len(labels) != len(configs) or len(set(labels)) != len(labels):
-            raise ValueError("a sweep needs one distinct label per config")
-        with self._locked():
-            if exclusive:
-                active = self.active_run()
-                if active is not None:
-                    raise rd.RunError(f"Run {active} is training; stop it (or wait) before starting a sweep.")
-            sweeps = self.root / SWEEPS_DIR
-            sweeps.mkdir(exist_ok=True)
-            base = self.unique_name(prefix)[:40].strip(".-") or "sweep"
-            sweep_id, i = base, 2
-            while (sweeps / f"{sweep_id}.json").exists() or any((self.root / f"{sweep_id}-{lab}").exists() for lab in labels):
-                sweep_id, i = f"{base}-{i}", i + 1
-            names = [rd.validate_run_name(f"{sweep_id}-{lab}") for lab in labels]
-            now = time.time()
-            for k, (name, config) in enumerate(zip(names, configs)):
-                path = self.path(name)
-                path.mkdir()
-                rd.write_config(path, config)
-                if k == 0:
-                    rd.write_status(path, state="starting", heartbeat=now, step=0, epoch=0, sweep=sweep_id)
-                else:
-                    rd.write_status(path, state="stopped", message=SWEEP_QUEUED, heartbeat=now, step=0, epoch=0,
-                                    sweep=sweep_id)
-            record = {**(meta or {}), "id": sweep_id, "runs": names, "labels": labels, "created": now, "pid": None}
-            rd.atomic_write_json(sweeps / f"{sweep_id}.json", record)
-            cmd = [sys.executable, "-m", "vae_core", "sweep", "--run-dirs", *(str(self.path(n)) for n in names)]
-            log = open(sweeps / f"{sweep_id}.log", "ab")  # each run's own output goes to its worker.log
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=str(_SOURCE_ROOT), env=_worker_env(), start_new_session=True)
-            log.close()
-            for name in names:  # _reap marks whichever run was in training failed if the process dies
-                self._procs[name] = proc
-            rd.atomic_write_json(sweeps / f"{sweep_id}.json", {**record, "pid": proc.pid})
-            return names
-
     def resume(self, name: str) -> StartResult:
-        with self._locked():
+        with self.locked():
             st = self.status(name)
             if st.active:
                 if st.state == "paused":
@@ -253,14 +224,15 @@ class RunManager:
         return rd.read_status(path)
 
     def delete(self, name: str) -> None:
-        with self._locked():
+        with self.locked():
+            path = self._existing(name)
             if self.status(name).active:
                 raise rd.RunError(f"{name} is training; stop it before deleting it.")
-            shutil.rmtree(self.path(name))
+            shutil.rmtree(path)
 
     def rename(self, old: str, new: str) -> None:
-        with self._locked():
-            src, dst = self.path(old), self.path(new)
+        with self.locked():
+            src, dst = self._existing(old), self.path(new)
             if self.status(old).active:
                 raise rd.RunError(f"{old} is training; stop it before renaming it.")
             if dst.exists():
@@ -269,28 +241,55 @@ class RunManager:
 
     # --- moving runs -------------------------------------------------------------------
     def export_zip(self, name: str) -> bytes:
-        """The run directory as a zip (config, weights, metrics, status; no lock or temp files)."""
-        path = self.path(name)
+        """The run as a zip of ``<name>/<file>`` for each of ``ARCHIVE_FILES`` it has (no logs,
+        locks, optimiser state or temp files); ``import_zip`` takes it back."""
+        path = self._existing(name)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            for fname in (rd.CONFIG, rd.WEIGHTS, rd.METRICS, rd.STATUS):
+            for fname in ARCHIVE_FILES:
                 if (path / fname).exists():
                     z.write(path / fname, f"{name}/{fname}")
         return buf.getvalue()
+
+    def import_zip(self, data: bytes, name: str | None = None) -> str:
+        """Add a run from a zip made by ``export_zip``; returns its name.
+
+        name: the new run's name; None takes the folder name inside the zip, made unique.
+        The config must be valid and the weights must load into the model it describes;
+        metrics.jsonl is kept without its torn lines; the status is a fresh "stopped"
+        ("imported"). Anything else, including a zip that is not one run's files, is refused
+        with a ``RunError`` and nothing is written.
+        """
+        if name is not None:
+            rd.validate_run_name(name)
+        folder, files = read_run_zip(data)
+        for needed in (rd.CONFIG, rd.WEIGHTS):
+            if needed not in files:
+                raise rd.RunError(f"The zip has no {needed}, so it is not a Latent Explorer run; "
+                                  "download the run again and upload that zip.")
+        metrics = None
+        if rd.METRICS in files:
+            metrics = rd.parse_metrics(files[rd.METRICS].decode("utf-8", errors="replace"))
+        return self._import(name, files[rd.CONFIG], files[rd.WEIGHTS], metrics, default_name=folder or "imported")
 
     def import_run(self, name: str, config_bytes: bytes, weights_bytes: bytes) -> str:
         """Add a run from an uploaded config.json and weights.safetensors, after checking that the
         weights load into the model the config describes. Nothing is written unless both are valid."""
         rd.validate_run_name(name)
-        if len(config_bytes) > 1_000_000 or len(weights_bytes) > MAX_IMPORT_BYTES:
+        return self._import(name, config_bytes, weights_bytes, None)
+
+    def _import(self, name: str | None, config_bytes: bytes, weights_bytes: bytes, metrics: list[dict] | None,
+                default_name: str = "imported") -> str:
+        if len(config_bytes) > MAX_FILE_BYTES[rd.CONFIG] or len(weights_bytes) > MAX_FILE_BYTES[rd.WEIGHTS]:
             raise rd.RunError("The uploaded files are too large to be a Latent Explorer run.")
         try:
             config = RunConfig.from_json(config_bytes.decode("utf-8"))
         except UnicodeDecodeError:
             raise rd.RunError("config.json is not text.") from None
-        except Exception as e:
+        except Exception as e:  # hostile values can trip more than ConfigError on their way in
             raise rd.RunError(f"config.json is not a valid run config: {e}") from None
-        with self._locked():
+        with self.locked():
+            name = self.unique_name(default_name) if name is None else name
             final = self.path(name)
             if final.exists():
                 raise rd.RunError(f"A run named {name!r} already exists.")
@@ -301,6 +300,8 @@ class RunManager:
                 (staging / rd.WEIGHTS).write_bytes(weights_bytes)
                 snap = rd.load_weights_file(staging / rd.WEIGHTS, config)
                 rd.write_config(staging, config)
+                if metrics:
+                    rd.atomic_write_bytes(staging / rd.METRICS, "".join(json.dumps(r) + "\n" for r in metrics).encode())
                 rd.write_status(staging, state="stopped", step=snap.step, epoch=snap.epoch, heartbeat=time.time(),
                                 message="imported")
                 os.rename(staging, final)
@@ -311,15 +312,22 @@ class RunManager:
     # --- processes ---------------------------------------------------------------------
     def _spawn(self, name: str, resume: bool) -> None:
         path = self.path(name)
-        cmd = [sys.executable, "-m", "vae_core", "train", "--run-dir", str(path)]
-        if resume:
-            cmd.append("--resume")
-        log = open(path / "worker.log", "ab")
-        # Own session: the worker outlives a restarted web server, which re-attaches from files.
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=str(_SOURCE_ROOT), env=_worker_env(), start_new_session=True)
-        log.close()
-        self._procs[name] = proc
+        args = ["train", "--run-dir", str(path), *(["--resume"] if resume else [])]
+        self.launch(args, log=path / "worker.log", runs=[name])
+
+    def launch(self, args: Sequence[str], log: Path, runs: Sequence[str]) -> subprocess.Popen:
+        """Start ``python -m vae_core <args>`` as a worker, its output appended to ``log``. The
+        manager reaps it; if it dies leaving one of ``runs`` active, that run is marked failed.
+
+        Own session: the worker outlives a restarted web server, which re-attaches from files.
+        """
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "vae_core", *args], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=str(_SOURCE_ROOT), env=_worker_env(),
+                                    start_new_session=True)
+        for name in runs:
+            self._procs[name] = proc
+        return proc
 
     def _reap(self) -> None:
         """Collect finished child processes (no zombies) and mark ones that died silently."""
@@ -334,16 +342,6 @@ class RunManager:
                 rd.write_status(path, **{**_status_dict(st), "state": "failed",
                                          "error": f"the worker exited with code {code}; see worker.log"})
 
-    def wait(self, name: str, timeout: float) -> rd.RunStatus:
-        """Block until the run is no longer active (for scripts and tests)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            st = self.status(name)
-            if not st.active and st.state != "new":
-                return st
-            time.sleep(0.1)
-        return self.status(name)
-
 
 def _status_dict(st: rd.RunStatus) -> dict:
     d = {k: getattr(st, k) for k in ("state", "error", "pid", "heartbeat", "step", "epoch", "total_steps",
@@ -357,3 +355,66 @@ def _mtime(p: Path) -> float:
         return max((p / f).stat().st_mtime for f in (rd.CONFIG, rd.STATUS) if (p / f).exists())
     except (OSError, ValueError):
         return 0.0
+
+
+def read_run_zip(data: bytes) -> tuple[str | None, dict[str, bytes]]:
+    """The files of a run's zip, read in memory: (the folder they sit in, or None; {file name: bytes}).
+
+    Accepts ``ARCHIVE_FILES`` only, all in one folder (as ``export_zip`` writes them) or all at
+    the top. Every check on names, counts, sizes, ratios and encryption runs on the zip's
+    directory before a byte is inflated; inflating then stops at each declared size.
+    """
+    if len(data) > MAX_IMPORT_BYTES:
+        raise rd.RunError(f"The zip is {_mb(len(data))}, over the {_mb(MAX_IMPORT_BYTES)} limit for a run.")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+            folder = _check_members(infos)
+            return folder, {i.filename.rsplit("/", 1)[-1]: z.read(i) for i in infos if not i.is_dir()}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError,
+            zlib.error) as e:
+        raise rd.RunError(f"The upload is not a readable zip archive ({e}).") from None
+
+
+def _check_members(infos: list[zipfile.ZipInfo]) -> str | None:
+    """The one folder the members sit in (None for the top), or a RunError saying what is wrong."""
+    expected = ", ".join(ARCHIVE_FILES)
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise rd.RunError(f"The zip has {len(infos)} entries; a run's zip holds only {expected}.")
+    folders, seen = set(), set()
+    for info in infos:
+        name = info.filename
+        parts = name.rstrip("/").split("/")
+        if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts) or ":" in parts[0]:
+            raise rd.RunError(f"The zip contains the unsafe path {name!r}; refusing it.")
+        if info.is_dir():
+            if len(parts) != 1:
+                raise rd.RunError(f"The zip contains the folder {name!r}; a run's files sit in one folder.")
+            folders.add(parts[0])
+            continue
+        if len(parts) > 2 or parts[-1] not in ARCHIVE_FILES:
+            raise rd.RunError(f"The zip contains {name!r}, which is not part of a run; "
+                              f"a run's zip holds only {expected}.")
+        if parts[-1] in seen:
+            raise rd.RunError(f"The zip contains {parts[-1]} twice.")
+        seen.add(parts[-1])
+        folders.add(parts[0] if len(parts) == 2 else None)
+        if info.flag_bits & 0x1:
+            raise rd.RunError(f"{name} in the zip is encrypted; upload the zip as Latent Explorer wrote it.")
+        if info.file_size > MAX_FILE_BYTES[parts[-1]]:
+            raise rd.RunError(f"{name} in the zip unpacks to {_mb(info.file_size)}, over the "
+                              f"{_mb(MAX_FILE_BYTES[parts[-1]])} limit.")
+        # Only a large member can be a bomb; a small one may pack well without harm.
+        if info.file_size > 1_000_000 and info.file_size > MAX_ZIP_RATIO * info.compress_size:
+            raise rd.RunError(f"{name} in the zip unpacks to {info.file_size // max(1, info.compress_size)} times its "
+                              "packed size, far more than a run's files do (a zip bomb?); refusing it.")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_IMPORT_BYTES:
+        raise rd.RunError(f"The zip unpacks to {_mb(total)}, over the {_mb(MAX_IMPORT_BYTES)} limit for a run.")
+    if len(folders) > 1:
+        raise rd.RunError("The zip's files are not all in one folder; upload the zip as Latent Explorer wrote it.")
+    return next(iter(folders), None)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n < 10 * 2**20 else f"{n / 2**20:.0f} MB"

@@ -7,6 +7,8 @@ runs/<name>/
   metrics.jsonl         one JSON object per line: kind "step" or "epoch"
   status.json           state, pid, heartbeat, step, error; replaced atomically
   control.json          requests from the UI: {"request": "pause" | "resume" | "stop"}
+  summary.safetensors   the test set's codes under the latest snapshot (see ``summary``)
+  worker.log            the worker process's output, for when it fails
 
 Every writer here replaces whole files with ``os.replace``, so a reader never sees half a
 file and a failed write leaves the previous version intact. Nothing here imports streamlit,
@@ -183,14 +185,18 @@ def append_metrics(run_dir: Path, record: dict) -> None:
 def read_metrics(run_dir: Path) -> list[dict]:
     """All complete metric lines; a torn last line (writer mid-append) is skipped."""
     try:
-        text = (Path(run_dir) / METRICS).read_text()
+        return parse_metrics((Path(run_dir) / METRICS).read_text())
     except OSError:
         return []
+
+
+def parse_metrics(text: str) -> list[dict]:
+    """The JSON objects of a metrics.jsonl text, one per line; torn or foreign lines are dropped."""
     out = []
     for line in text.splitlines():
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a hostile line nested too deep
             continue
         if isinstance(rec, dict):
             out.append(rec)
