@@ -12,8 +12,20 @@ from vae_core.explore.live_decode import (
     frames_payload,
     live_payload,
     mlp_decoder_payload,
-    reference_decode,
 )
+
+
+def reference_decode(payload: dict, z: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """The browser's MLP computation (pages/_ui/live_traverse.py) in numpy: (C, H, W) in [0, 1]."""
+    def arr(key, *shp):
+        return np.frombuffer(base64.b64decode(payload[key]), dtype="<f4").reshape(*shp)
+
+    d = len(z)
+    h = payload["hidden"]
+    out = int(np.prod(shape))
+    hidden = np.maximum(arr("w1", h, d) @ z + arr("b1", h), 0)
+    logits = arr("w2", out, h) @ hidden + arr("b2", out)
+    return (1 / (1 + np.exp(-logits))).reshape(shape)
 
 
 def test_mlp_payload_reproduces_the_server_decode():

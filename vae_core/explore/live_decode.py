@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 
 import numpy as np
-import torch
 
 from ..engine.protocol import LatentModel
 from ..engine.vae import VAE
@@ -53,17 +52,3 @@ def frames_payload(model: LatentModel, z: np.ndarray, dims: list[int], values: n
 def live_payload(model: LatentModel, z: np.ndarray, dims: list[int]) -> dict:
     """Browser decoding where the architecture allows it, frames otherwise."""
     return mlp_decoder_payload(model) or frames_payload(model, z, dims)
-
-
-@torch.no_grad()
-def reference_decode(payload: dict, z: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """The browser's MLP computation in numpy, for tests: (C, H, W) in [0, 1]."""
-    def arr(key, *shp):
-        return np.frombuffer(base64.b64decode(payload[key]), dtype="<f4").reshape(*shp)
-
-    d = len(z)
-    h = payload["hidden"]
-    out = int(np.prod(shape))
-    hidden = np.maximum(arr("w1", h, d) @ z + arr("b1", h), 0)
-    logits = arr("w2", out, h) @ hidden + arr("b2", out)
-    return (1 / (1 + np.exp(-logits))).reshape(shape)
