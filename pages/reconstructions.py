@@ -1,13 +1,13 @@
 """Reconstructions: test images beside what the VAE makes of them, each scored by its loss.
 
-Session state this page owns (documented so tests and other pages can rely on it):
-  recon_seed   int, the seed of the current random pick (the Re-pick button adds 1)
-  recon_shown  {"run", "indices"}: the global test indices shown in the top grid
+Session state (``_ui.state``): RECON_SEED, the seed of the random pick (Re-pick adds 1);
+RECON_SHOWN, the global test indices in the top grid; RECON_RANKED, the worst/best ranking.
 """
 import numpy as np
 import streamlit as st
 
 from pages import _ui
+from pages._ui import state
 from vae_core import explore
 
 N_BEST_WORST = 8
@@ -26,13 +26,8 @@ st.caption(
 
 def _label(i: int) -> str:
     """Human name of test example i's class ("7", "Trouser"), or "" when the data has no labels."""
-    y = int(data.y_test[i])
-    names = data.class_names
+    y, names = int(data.y_test[i]), data.class_names
     return names[y] if names and 0 <= y < len(names) else ""
-
-
-def _repick() -> None:
-    st.session_state["recon_seed"] = st.session_state.get("recon_seed", 0) + 1
 
 
 # --- controls: which test images to show -------------------------------------------------
@@ -41,21 +36,19 @@ labelled = [c for k, c in enumerate(classes) if bool((data.y_test == k).any())]
 c_mode, c_class, c_n, c_btn = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
 mode = c_mode.radio("Pick test images", ["random", "by class"], horizontal=True, key="recon_mode",
                     disabled=not labelled, help="By class needs a labelled dataset.")
-chosen = None
-if mode == "by class" and labelled:
-    chosen = c_class.selectbox("Class", labelled, key="recon_class")
+chosen = c_class.selectbox("Class", labelled, key="recon_class") if mode == "by class" and labelled else None
 n_show = c_n.select_slider("How many", [5, 8, 10, 12, 16], value=10, key="recon_n")
-c_btn.button("Re-pick", on_click=_repick, width="stretch", help="Another random pick (the seed goes up by one).")
-seed = int(st.session_state.get("recon_seed", 0))
+c_btn.button("Re-pick", on_click=state.bump, args=(state.RECON_SEED,), width="stretch",
+             help="Another random pick (the seed goes up by one).")
+seed = state.RECON_SEED.get() or 0
 
 # A seeded draw (not math: just which examples to look at), so the pick is reproducible.
 pool = np.flatnonzero(data.y_test.numpy() == classes.index(chosen)) if chosen else np.arange(len(data.x_test))
 indices = np.sort(np.random.default_rng(seed).choice(pool, size=min(n_show, len(pool)), replace=False))
-st.session_state["recon_shown"] = {"run": name, "indices": [int(i) for i in indices]}
+state.RECON_SHOWN.set(state.ShownImages(name, [int(i) for i in indices]))
 
 
-# --- drawing helpers ---------------------------------------------------------------------
-def _image_rows(rows: list[tuple[str, np.ndarray]], ids: np.ndarray, rec: explore.Reconstruction) -> None:
+def image_rows(rows: list[tuple[str, np.ndarray]], ids: np.ndarray, rec: explore.Reconstruction) -> None:
     """One labelled row of pictures per (label, images (N, C, H, W)); the loss goes under each column.
 
     Each row is its own st.columns with the label cell vertically centred, so labels stay
@@ -78,72 +71,54 @@ def _image_rows(rows: list[tuple[str, np.ndarray]], ids: np.ndarray, rec: explor
                     help=f"−log p(x|z) ≈ {-rec.log_likelihood[k]:.1f} + KL {rec.kl[k]:.1f} nats")
 
 
-@st.cache_data(max_entries=16, show_spinner="Scoring every test image…")
-def _worst_then_best(run: str, step: int, mtime: float, _model, _x) -> tuple[np.ndarray, tuple]:
-    """The worst then the best reconstructed test images: (indices, Reconstruction fields).
-
-    Computed once per snapshot: the leading underscores keep the model and data out of the
-    cache key, since (run, step, mtime) already names the weights.
-    Plain arrays are cached (a pickled dataclass breaks when vae_core is reloaded).
-    """
-    full = explore.reconstruct(_model, _x)  # one seeded pass over the test set: ranks and numbers agree
+@_ui.per_snapshot(max_entries=16, spinner="Scoring every test image…")
+def worst_then_best(snap, *, x) -> tuple[np.ndarray, explore.Reconstruction]:
+    """The worst then the best reconstructed test images: (indices, their reconstructions)."""
+    full = explore.reconstruct(snap.model, x)  # one seeded pass over the test set: ranks and numbers agree
     best, worst = explore.rank_by_loss(full.per_example_loss, n=N_BEST_WORST)
     ids = np.concatenate([worst, best])
-    return ids, (full.mean[ids], None, full.per_example_loss[ids], full.log_likelihood[ids], full.kl[ids])
+    return ids, _subset(full, ids)
 
 
-def _ranked(run: str, s) -> dict:
-    """The worst/best ranking to show: {"run", "step", "epoch", "ids", "rec"}.
-
-    Ranking scores the whole test set. While a run trains, snapshots arrive every few
-    seconds and rescoring each one would compete with the trainer for the CPU, so the
-    ranking is redone when the epoch changes; once the run stops it follows the snapshot.
-    """
-    kept = st.session_state.get("_recon_ranked")
-    training = _ui.refresh_every(run) is not None
-    if kept and kept["run"] == run and (kept["step"] == s.step or (training and kept["epoch"] == s.epoch)):
-        return kept
-    ids, fields = _worst_then_best(run, s.step, s.mtime, s.model, data.x_test)
-    kept = {"run": run, "step": s.step, "epoch": s.epoch, "ids": ids, "rec": explore.Reconstruction(*fields)}
-    st.session_state["_recon_ranked"] = kept
-    return kept
+def _subset(rec: explore.Reconstruction, ids) -> explore.Reconstruction:
+    return explore.Reconstruction(rec.mean[ids], None, rec.per_example_loss[ids], rec.log_likelihood[ids], rec.kl[ids])
 
 
 # --- the live part: refreshes with every new snapshot while the run trains ----------------
 def live(run: str, ids: np.ndarray, seed: int) -> None:
-    _ui.rerun_when_run_ends(run)
-    s = _ui.snapshot(run)
+    s = _ui.live_snapshot(run, data)
     if s is None:
         return
-    _ui.snapshot_caption(run, s)
     what = f"{len(ids)} random test images" if not chosen else f"{len(ids)} test images of class **{chosen}**"
     st.subheader("Inputs and reconstructions")
     st.caption(f"{what} (pick seed {seed}). *Mean*: the decoder's mean image at z = μ. "
                "*Sampled*: a full draw, z ~ q(z|x) then x ~ p(x|z), so it shows the decoder's noise too.")
-    try:
+    with _ui.guard("Could not reconstruct with this snapshot") as g:
         rec = explore.reconstruct(s.model, data.x_test[ids], sample=True, seed=seed)
-    except Exception as e:  # never let an engine error take the page down
-        st.error(f"Could not reconstruct with this snapshot: {e}")
+    if g.failed:
         return
-    _image_rows([("**input**", data.x_test[ids].numpy()), ("**mean**", rec.mean), ("**sampled**", rec.sampled)], ids, rec)
+    image_rows([("**input**", data.x_test[ids].numpy()), ("**mean**", rec.mean), ("**sampled**", rec.sampled)], ids, rec)
 
     # Drawn after the pick: scoring the whole test set can take a few seconds on a busy CPU.
+    # While a run trains, snapshots arrive every few seconds and rescoring each one would
+    # compete with the trainer for the CPU, so the ranking is redone when the epoch changes.
     st.subheader("Worst and best of the test set")
-    try:
-        ranked = _ranked(run, s)
-    except Exception as e:
-        st.error(f"Could not score the test set with this snapshot: {e}")
+    training = _ui.refresh_every(run) is not None
+    with _ui.guard("Could not score the test set with this snapshot") as g:
+        ranked = _ui.pinned(state.RECON_RANKED, run, s, lambda: worst_then_best(s, x=data.x_test),
+                            keep=lambda kept: training and kept.epoch == s.epoch)
+    if g.failed:
         return
-    bw, rec_bw, k = ranked["ids"], ranked["rec"], len(ranked["ids"]) // 2
-    when = f"scored on the snapshot at step {ranked['step']:,}" + (
-        ", and again when the epoch changes" if _ui.refresh_every(run) else "")
+    bw, rec_bw = ranked.value
+    k = len(bw) // 2
+    when = f"scored on the snapshot at step {ranked.step:,}" + (", and again when the epoch changes" if training else "")
     st.caption(f"The {k} test images with the highest loss (worst first), then the {k} with the lowest "
                f"(best first), out of all {len(data.x_test):,}; {when}. "
                "With a Gaussian decoder the density can exceed 1, so a loss can be negative.")
     for title, sl in (("Worst", slice(0, k)), ("Best", slice(k, None))):
-        sub = explore.Reconstruction(rec_bw.mean[sl], None, rec_bw.per_example_loss[sl], rec_bw.log_likelihood[sl], rec_bw.kl[sl])
+        sub = _subset(rec_bw, sl)
         st.markdown(f"**{title}**")
-        _image_rows([("input", data.x_test[bw[sl]].numpy()), ("mean", sub.mean)], bw[sl], sub)
+        image_rows([("input", data.x_test[bw[sl]].numpy()), ("mean", sub.mean)], bw[sl], sub)
 
 
 st.fragment(live, run_every=_ui.refresh_every(name))(name, indices, seed)

@@ -1,9 +1,11 @@
 """Helpers for the pages (this package is not a page): the selected run and its snapshot
 (``runs``), caches (``cache``), the error guard (``guard``), typed session state
-(``state``), pictures (``images``), plotly figure builders (``figures``) and the
-live-traverse component (``live_traverse``). Pages import it as ``from pages import _ui``."""
-from .cache import cached_result, per_snapshot, remember_result, result_on_request
+(``state``), pictures (``images``), plotly figure builders (``figures``), whether a
+snapshot can be shown (``health``), the Traverse sliders (``sliders``) and the live-traverse
+component (``live_traverse``). Pages import it as ``from pages import _ui``."""
+from .cache import cached_result, per_snapshot, pinned, remember_result, result_on_request
 from .guard import guard, guarded
+from .health import health
 from .images import display_scale, grid, picture, spread
 from .runs import (
     DEFAULT_RUN,
@@ -11,23 +13,26 @@ from .runs import (
     dataset,
     encoded_test_set,
     flash,
+    live_snapshot,
     manager,
     page_context,
     refresh_every,
     require_snapshot,
     rerun_when_run_ends,
     run_dataset,
+    say_health,
     select_run,
     selected_run,
     show_flash,
     snapshot,
     snapshot_caption,
     start_default_run,
+    traverse_from,
 )
 
 __all__ = [
     "DEFAULT_RUN", "LIVE_REFRESH_S", "cached_result", "dataset", "display_scale", "encoded_test_set", "flash",
-    "grid", "guard", "guarded", "manager", "page_context", "per_snapshot", "picture", "refresh_every",
+    "grid", "guard", "guarded", "health", "live_snapshot", "manager", "page_context", "per_snapshot", "picture", "pinned", "refresh_every",
     "remember_result", "require_snapshot", "rerun_when_run_ends", "result_on_request", "run_dataset",
-    "select_run", "selected_run", "show_flash", "snapshot", "snapshot_caption", "spread", "start_default_run",
+    "say_health", "select_run", "selected_run", "show_flash", "snapshot", "snapshot_caption", "spread", "start_default_run", "traverse_from",
 ]

@@ -1,6 +1,7 @@
-"""Caches shared by every session of the server: results computed once per weight snapshot,
-and results a lab computed on request. Values are kept as they are (no pickling) and must
-be treated as read-only."""
+"""Caches shared by every session of the server: results computed once per weight snapshot
+(``per_snapshot``), and results a lab computed on request (``result_on_request``). Values are
+kept as they are (no pickling) and must be treated as read-only. ``pinned`` keeps one
+session's slow result on an older snapshot while a run trains."""
 from __future__ import annotations
 
 import functools
@@ -11,6 +12,8 @@ from typing import Callable, TypeVar
 import streamlit as st
 
 from vae_core.runs.rundir import Snapshot
+
+from .state import Pinned
 
 T = TypeVar("T")
 
@@ -80,3 +83,15 @@ def result_on_request(namespace: str, key, start: bool, compute, prompt: str | N
     if result is None and prompt:
         st.info(prompt)
     return result
+
+
+def pinned(slot, run: str, snap: Snapshot, compute: Callable[[], T], keep: Callable) -> Pinned:
+    """A slow result for ``run``, kept in the session ``slot`` (a ``state.Pinned``): the one
+    already there when it is this snapshot's or ``keep(kept)`` says it will do, else
+    ``compute()`` on ``snap``. Lets a page stay on an older snapshot's result while a run trains."""
+    kept = slot.for_run(run)
+    if kept is not None and (kept.step == snap.step or keep(kept)):
+        return kept
+    kept = Pinned(run, snap.step, snap.epoch, compute())
+    slot.set(kept)
+    return kept

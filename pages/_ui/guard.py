@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from vae_core.data import DatasetError
+from vae_core.data.upload import ImageImportError
+from vae_core.engine.config import ConfigError
+from vae_core.runs.rundir import RunError
+
 log = logging.getLogger("latent_explorer.pages")
+# Errors the engine words for a person (a bad dataset path, run name, config or image file):
+# shown as they are, without the section's "Could not …" in front.
+FOR_PEOPLE = (ConfigError, DatasetError, ImageImportError, RunError)
 
 
 @dataclass
@@ -36,7 +44,8 @@ def explain(e: BaseException) -> str:
 
 @contextmanager
 def guard(what: str, *, show: bool = True):
-    """Run the block; on an exception, say ``what: <reason>`` with st.error and set ``failed``."""
+    """Run the block; on an exception, say ``what: <reason>`` with st.error and set ``failed``
+    (and ``error``). ``show=False`` only logs it, for a caller that says something else."""
     outcome = Outcome()
     try:
         yield outcome
@@ -44,7 +53,7 @@ def guard(what: str, *, show: bool = True):
         outcome.failed, outcome.error = True, e
         log.warning("%s", what, exc_info=True)
         if show:
-            st.error(f"{what}: {explain(e)}")
+            st.error(str(e) if isinstance(e, FOR_PEOPLE) else f"{what}: {explain(e)}")
 
 
 def guarded(what: str):

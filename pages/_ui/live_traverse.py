@@ -1,7 +1,7 @@
 """Live traversal sliders: a small Streamlit (components v2) widget that decodes in the
 browser while a slider is dragged, and reports the code to Python on release.
 
-Data in (from ``vae_core.live_decode``): the current code, the shown dims with labels, the
+Data in (from ``vae_core.explore.live_decode``): the current code, the shown dims with labels, the
 image shape and either MLP decoder weights or precomputed frames. State out: ``z``, the
 full latent code after the last release. The browser counts decoded frames in
 ``window.__leFrames`` and the time spent decoding in ``window.__leDecodeMs`` (and the last

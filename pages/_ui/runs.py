@@ -7,6 +7,7 @@ in worker processes the RunManager starts; pages only read run directories throu
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from vae_core import explore
 from vae_core.data import Dataset, DatasetError, load_dataset
@@ -14,7 +15,8 @@ from vae_core.runs import rundir as rd
 from vae_core.runs.manager import RunManager, new_run_config
 
 from .cache import per_snapshot
-from .state import FLASH, LIVE_RUN, SELECTED_RUN
+from .health import health
+from .state import FLASH, LIVE_RUN, SELECTED_RUN, TRAVERSE_BASE, TraverseBase
 
 LIVE_REFRESH_S = 2.0
 # What the empty-state button starts: real MNIST, an MLP small enough to train in about a
@@ -141,24 +143,53 @@ def require_snapshot(page: str) -> rd.Snapshot | None:
             start_default_run()
             st.rerun()
         return None
-    snap = snapshot(name)
-    if snap is None:
+    if rd.snapshot_meta(manager().path(name)) is None:
         st.info(f"**{name}** has no weight snapshot yet: the first one appears a few seconds after training starts.")
         if refresh_every(name):
             st.fragment(lambda: _wait_for_snapshot(name), run_every=1.0)()
         return None
-    return snap
+    return snapshot(name)  # None after saying why its weights cannot be loaded
 
 
 def page_context(page: str) -> tuple[str, rd.Snapshot, Dataset]:
-    """(run name, snapshot, dataset) for a page, or its empty state and st.stop()."""
+    """(run name, snapshot, dataset) for a page, or its empty state and st.stop(). Says first
+    what is wrong with a snapshot that cannot be shown (or shown only in part)."""
     snap = require_snapshot(page)
     if snap is None:
         st.stop()
     data = run_dataset(snap)
     if data is None:
         st.stop()
+    say_health(snap, data)
     return selected_run(), snap, data
+
+
+def _health(snap: rd.Snapshot, data: Dataset | None):
+    return health(snap, len(data.x_test) if data is not None else 0, x_test=data.x_test if data is not None else None)
+
+
+def say_health(snap: rd.Snapshot, data: Dataset | None = None) -> None:
+    """The snapshot's problem in one sentence, if it has one; st.stop() when nothing can be shown."""
+    h = _health(snap, data)
+    if h.fatal:
+        st.error(h.problem)
+        st.stop()
+    if h.problem:
+        st.warning(h.problem)
+
+
+def live_snapshot(run: str, data: Dataset | None = None) -> rd.Snapshot | None:
+    """The run's newest snapshot for a fragment that refreshes while it trains, with its caption;
+    None (after saying why) when it cannot be shown, as when the run diverged since the page opened."""
+    rerun_when_run_ends(run)
+    snap = snapshot(run)
+    if snap is None:
+        return None
+    snapshot_caption(run, snap)
+    if (h := _health(snap, data)).fatal:
+        st.error(h.problem)
+        return None
+    return snap
 
 
 def _wait_for_snapshot(name: str) -> None:
@@ -187,3 +218,12 @@ def flash(message: str) -> None:
 def show_flash() -> None:
     if (message := FLASH.pop()) is not None:
         st.toast(message)
+
+
+def traverse_from(base: TraverseBase) -> None:
+    """Open Traverse starting from ``base``."""
+    TRAVERSE_BASE.set(base)
+    try:
+        st.switch_page("pages/traverse.py", query_params={"run": base.run})
+    except StreamlitAPIException:  # a page run on its own has no navigation: the base waits for it
+        st.info("The starting point is set: open the Traverse page to move through it.")

@@ -48,3 +48,85 @@ def test_sidebar_says_the_selected_runs_state_and_progress(app_runs):
     st_ = rd.read_status(app_runs / "tiny")
     captions = [c.value for c in at.sidebar.caption]
     assert f"**finished** · step {st_.step:,} of {st_.total_steps:,} · epoch {st_.epoch}" in captions
+
+
+# --- the dataset picker ----------------------------------------------------------------------------
+def test_dataset_list_holds_real_datasets_and_one_choice_for_your_own_files(empty_runs):
+    at = page_app("pages/train.py").run()
+    box = next(s for s in at.selectbox if s.label == "Dataset")
+    assert {"mnist", "digits"} <= set(box.options)
+    assert not [o for o in box.options if "<" in o or o.startswith(("idx:", "folder:"))]  # no spec templates
+    assert box.options[-1] == "Your own files…"
+    box.set_value("Your own files…").run()
+    kinds = next(r for r in at.radio if r.label == "What the files are")
+    assert any("IDX" in o for o in kinds.options) and any("images" in o.lower() for o in kinds.options)
+    assert [b for b in at.button if "Start training" in b.label][0].disabled  # no path yet
+    path = next(t for t in at.text_input if t.label == "Path on this machine")
+    path.input(str(empty_runs / "no-such-folder")).run()
+    assert not at.exception
+    assert any("no-such-folder" in e.value for e in at.error), [e.value for e in at.error]  # the loader's sentence
+    assert [b for b in at.button if "Start training" in b.label][0].disabled
+
+
+# --- the loss curve's name -------------------------------------------------------------------------
+def test_loss_curve_is_named_after_the_runs_objective(app_runs, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import streamlit as st
+
+    from vae_core.runs.manager import new_run_config
+    from vae_core.runs.trainer import train
+
+    at = page_app("pages/train.py", run="tiny").run()
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["name"] == "loss (−ELBO)"
+
+    root = tmp_path / "runs"
+    shutil.copytree(app_runs / "tiny", root / "tiny")
+    cfg = new_run_config("digits", model={"latent_dim": 2, "hidden": 32},
+                         train={"epochs": 1, "objective": "iwae", "samples": 3, "log_every_steps": 5, "num_threads": 1})
+    assert train(cfg, root / "iw").state == "finished"
+    monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(root))
+    st.cache_resource.clear()  # the run manager, made for the first folder
+    at = page_app("pages/train.py", run="iw").run()
+    assert not at.exception
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["name"] == "loss (−IWAE bound, k = 3)"
+    assert any("IWAE k=3" in c.value for c in at.caption)
+
+
+# --- upload a run --------------------------------------------------------------------------------
+def _add_run(at, files, name=""):
+    at.file_uploader(key="up-files").set_value(files).run()
+    at.text_input(key="up-name").input(name).run()
+    return next(b for b in at.button if b.label == "Add run")
+
+
+def test_the_downloaded_zip_uploads_as_a_run(app_runs, tmp_path, monkeypatch):
+    from vae_core.runs.manager import RunManager
+
+    data = RunManager(app_runs).export_zip("tiny")  # what "Download (.zip)" gives
+    monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(tmp_path))
+    at = page_app("pages/train.py").run()
+    button = _add_run(at, ("tiny.zip", data, "application/zip"))
+    assert not button.disabled  # a zip needs no name: it keeps its own
+    button.click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["run"] == "tiny" and (tmp_path / "tiny" / "weights.safetensors").exists()
+    _add_run(at, ("tiny.zip", data, "application/zip"), "again").click().run()
+    assert at.session_state["run"] == "again"
+    _add_run(at, ("broken.zip", b"not a zip", "application/zip")).click().run()
+    assert not at.exception and at.error  # a sentence, and nothing added
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["again", "tiny"]
+
+
+def test_config_and_weights_upload_as_a_run(app_runs, tmp_path, monkeypatch):
+    files = [("config.json", (app_runs / "tiny" / "config.json").read_bytes(), "application/json"),
+             ("weights.safetensors", (app_runs / "tiny" / "weights.safetensors").read_bytes(), "application/octet-stream")]
+    monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(tmp_path))
+    at = page_app("pages/train.py").run()
+    assert _add_run(at, files).disabled  # two loose files need a name
+    _add_run(at, files, "mine").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["run"] == "mine"
+    assert _add_run(at, files[:1], "half").disabled
+    assert any("Upload either one .zip" in c.value for c in at.caption)

@@ -1,6 +1,6 @@
 """AppTest of the Traverse and Encode pages: empty state, every trained tiny run, slider -> image,
-grid and interpolation strips, the traverse_base hand-off, and real uploads through the
-file_uploader widget (good PNG/JPEG, random bytes, an empty file).
+grid and interpolation strips, the traverse_base hand-off, real uploads through the
+file_uploader widget (good PNG/JPEG, random bytes, an empty file), and degenerate models.
 
 Test images are generated here with PIL; no binary files live in the repository.
 """
@@ -175,9 +175,9 @@ def test_encode_white_on_black_png(app_runs, run):
     text = _texts(at)
     assert "As the model sees it" in text and "Reconstruction" in text and "Nearest training images" in text
     enc = at.session_state["encoded_upload"]
-    assert enc["run"] == run and enc["label"] == "your image"
-    assert len(enc["z"]) == len(enc["sigma"]) == LATENT[run]
-    assert all(s > 0 for s in enc["sigma"])
+    assert enc.run == run and enc.label == "your image"
+    assert len(enc.z) == len(enc.sigma) == LATENT[run]
+    assert all(s > 0 for s in enc.sigma)
 
 
 def test_encode_dark_on_paper_jpeg_is_inverted(app_runs):
@@ -186,7 +186,7 @@ def test_encode_dark_on_paper_jpeg_is_inverted(app_runs):
     assert not at.exception
     assert not at.error
     assert "inverted: light background" in _texts(at)
-    assert len(at.session_state["encoded_upload"]["z"]) == 2
+    assert len(at.session_state["encoded_upload"].z) == 2
 
 
 @pytest.mark.parametrize("name,data", [("noise.png", np.random.default_rng(0).bytes(4000)), ("empty.png", b"")],
@@ -200,7 +200,7 @@ def test_encode_bad_file_shows_an_error(app_runs, name, data):
     # The page keeps working: a good file afterwards is encoded.
     _upload(at, "seven.png", white_on_black_png(), "image/png")
     assert not at.exception and not at.error
-    assert at.session_state["encoded_upload"]["run"] == "tiny"
+    assert at.session_state["encoded_upload"].run == "tiny"
 
 
 def test_encode_traverse_button_hands_the_code_to_traverse(app_runs):
@@ -209,9 +209,9 @@ def test_encode_traverse_button_hands_the_code_to_traverse(app_runs):
     at.button(key="encode_traverse_upload").click().run()
     assert not at.exception
     base = at.session_state["traverse_base"]
-    assert base["run"] == "tiny" and base["label"] == "your image"
-    assert base["z"] == at.session_state["encoded_upload"]["z"]
-    assert np.array(base["image"]).shape == (1, 8, 8)
+    assert base.run == "tiny" and base.label == "your image"
+    assert base.z == at.session_state["encoded_upload"].z
+    assert np.array(base.image).shape == (1, 8, 8)
     # On its own (no st.navigation) switch_page has no target; the page says what to do instead.
     assert any("Traverse page" in i.value for i in at.info)
 
@@ -233,4 +233,43 @@ def test_encode_without_the_drawing_component_still_uploads(app_runs, monkeypatc
     assert any("drawing pad is not available" in w.value for w in at.warning)
     _upload(at, "seven.png", white_on_black_png(), "image/png")
     assert not at.exception and not at.error
-    assert at.session_state["encoded_upload"]["run"] == "tiny"
+    assert at.session_state["encoded_upload"].run == "tiny"
+
+
+# --- degenerate models -------------------------------------------------------------------------
+@pytest.mark.usefixtures("broken_runs")
+def test_traverse_on_a_zero_weights_run_says_why_nothing_moves():
+    at = server_sliders("zero")
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert any("Every test image gets the same code" in w.value for w in at.warning)
+    assert any("Every latent dim is collapsed" in i.value for i in at.info)
+    before = np.array(at.session_state["traverse_image"])
+    at.slider(key=_slider_keys(at)[0]).set_value(2.5).run()
+    assert not at.exception and not at.error
+    np.testing.assert_array_equal(np.array(at.session_state["traverse_image"]), before)  # the decoder ignores z
+    at.toggle(key="traverse_live").set_value(True).run()  # the browser-side decoder gets zero weights too
+    assert not at.exception and not at.error
+    assert "Traversal grid" in _texts(at) and "**Spherical**" in _texts(at)
+
+
+@pytest.mark.usefixtures("broken_runs")
+def test_encode_on_a_zero_weights_run():
+    at = page_app("pages/encode.py", run="zero").run()
+    _upload(at, "seven.png", white_on_black_png(), "image/png")
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("Every test image gets the same code" in w.value for w in at.warning)
+    enc = at.session_state["encoded_upload"]
+    assert enc.z == [0.0, 0.0, 0.0] and enc.sigma == [1.0, 1.0, 1.0]  # q(z|x) is the prior
+    assert "Nearest training images" in _texts(at)
+
+
+@pytest.mark.usefixtures("broken_runs")
+@pytest.mark.parametrize("page", ["pages/traverse.py", "pages/encode.py"])
+def test_a_decoder_returning_nan_is_said_in_words(page):
+    at = page_app(page, run="diverged").run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "returns NaN or infinite values" in errors[0], errors
+    assert not at.get("file_uploader") and not at.slider

@@ -1,0 +1,294 @@
+"""The labs' explanations: pure functions from a lab's result to markdown (no ``st.`` calls),
+so the numbers a paragraph quotes and the wording it picks can be unit-tested.
+
+Every function copes with degenerate results (a decoder that ignores z, one latent
+dimension, a code that is the same for every image) by saying so instead of dividing by zero.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from vae_core.labs import beta as lb
+from vae_core.labs import disentangle as dis
+from vae_core.labs import gradients as lg
+from vae_core.labs import marginal as lm
+
+from .lab_figures import SweepPoint, decoder_tag
+
+FLAT_NATS = 1e-3  # log weights spanning less than this: every draw counts the same
+COLLAPSED_NATS = 0.05  # a code (or one of its dimensions) with less KL than this carries next to nothing
+UNKNOWN_BELOW = 0.05  # a factor whose best dim has less than 5% of its entropy is "not encoded"
+
+
+def _fmt(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:,.0f}" if v >= 100 else f"{v:.2g}"
+
+
+# --- gradient estimators ------------------------------------------------------------------
+GRADIENT_WHY = (
+    "**Why.** The reparameterisation estimator uses ∇z log p(x|z): for each draw it is told which way "
+    "to move z to explain the image better. The score function only uses the *value* f(z) = log p(x|z), "
+    "a large number (about the image's negative reconstruction loss) multiplied by a random direction "
+    "∇φ log q(z|x); the direction that matters only emerges after averaging many draws. A baseline "
+    "subtracts most of that large value, but it cannot supply the missing slope. So the trick does both: "
+    "it makes the sampling step differentiable, *and* that is what buys the lower variance.")
+
+
+def gradient_variance_text(r: lg.GradientStudy) -> str:
+    """What the variance plot shows: the score function's variance as a multiple of the
+    reparameterisation's, and what the baseline buys; or why there is nothing to compare."""
+    var = r.total_variance
+    score, reparam = var["score"][0], var["reparam"][0]
+    if r.reference_norm <= 0:
+        return ("**Nothing to estimate here.** The reference gradient is exactly zero: this model's decoder gives "
+                "the same output for every z, so log p(x|z) does not depend on the code and the encoder cannot "
+                "change it. The reparameterised estimate follows the slope of log p(x|z), which is zero on every "
+                "draw, so its variance is **0** (no line on a log scale); the score function still multiplies "
+                f"f's value by random directions, a variance of **{_fmt(score)}** that is all noise, and a baseline "
+                "subtracts that constant value and the noise with it. Pick a trained run to compare the estimators.")
+    if not (reparam > 0 and score > 0):
+        return (f"**What you see.** At L = {r.ls[0]} the measured variances are {_fmt(score)} (score function) and "
+                f"{_fmt(reparam)} (reparameterisation): one of them is zero, so there is no ratio to quote.")
+    ratio = score / reparam
+    text = (f"**What you see.** At L = {r.ls[0]}, one score-function gradient has **{ratio:,.0f}×** the "
+            f"variance of a reparameterised one (a {math.log10(ratio):.1f}-order-of-magnitude gap). Every line "
+            "falls like 1/L, so the score function would need about that many times more draws to be as precise.")
+    j = next((i for i, v in enumerate(var["baseline"]) if math.isfinite(v) and v > 0 and var["reparam"][i] > 0), None)
+    if j is not None:
+        text += (f"\n\nThe baseline cuts the score function's variance **{var['score'][j] / var['baseline'][j]:,.0f}×** "
+                 f"at L = {r.ls[j]}, yet it stays **{var['baseline'][j] / var['reparam'][j]:,.0f}×** above "
+                 "reparameterisation.")
+    return text
+
+
+def gradient_caption(r: lg.GradientStudy) -> str:
+    return (f"{r.n_images} test images · φ = all {r.n_params:,} encoder parameters · variance = sum over "
+            f"parameters of each one's variance across {min(r.groups)}–{max(r.groups)} independent estimates "
+            f"· computed in {r.seconds:.1f} s")
+
+
+def gradient_bias_text(r: lg.GradientStudy) -> str:
+    """The distance plot: all three are unbiased; how far one estimate is off, relative to the gradient."""
+    text = ("**All three are unbiased.** Each estimator's average over its independent estimates is compared "
+            f"with a reparameterised reference from {r.reference_samples:,} draws per image. The solid lines sit "
+            "on the dotted ones, the distance that noise alone would leave (its own spread plus the reference's): "
+            "the estimators aim at the same gradient and differ only in scatter.\n\n")
+    if r.reference_norm <= 0:
+        return text + ("The reference gradient is zero, so there is no length to measure errors against: the plot "
+                       "shows absolute distances and the table below stays empty.")
+    return text + (f"What one optimiser step sees: at L = {r.ls[0]} a single score-function estimate is off by "
+                   f"**{r.rel_error['score'][0]:.0f}×** the gradient's own length, a reparameterised one by "
+                   f"**{r.rel_error['reparam'][0]:.2f}×**.")
+
+
+def gradient_error_rows(r: lg.GradientStudy) -> list[dict]:
+    """One row per L: each estimator's error of one estimate relative to ‖reference‖ ("–" when undefined)."""
+    short = {"score": "score function", "baseline": "+ baseline", "reparam": "reparam."}
+    ok = r.reference_norm > 0
+    return [{"L": L, **{short[e]: _fmt(r.rel_error[e][i] if ok else math.nan) for e in lg.ESTIMATORS}}
+            for i, L in enumerate(r.ls)]
+
+
+def elbo_estimators_text(r: lg.GradientStudy) -> str:
+    """SGVB estimators A and B: which one is quieter on this model, and why."""
+    a, b = r.elbo["A"], r.elbo["B"]
+    text = (f"Variance (nats²) of a one-draw ELBO estimate per image, mean over the batch; both average "
+            f"{a['mean_elbo']:.1f} vs {b['mean_elbo']:.1f} nats, the same ELBO. B replaces the sampled "
+            "log q(z|x) − log p(z) by its exact expectation, the KL, which removes that term's noise. ")
+    if max(a["mean_variance"], b["mean_variance"]) <= 1e-12:
+        return text + ("Here neither has any noise: log p(x|z) does not depend on z and q(z|x) is the prior, so "
+                       "every draw gives the same ELBO.")
+    if b["mean_variance"] < a["mean_variance"]:
+        return text + "Here B is the quieter one, as Kingma & Welling expect."
+    return text + ("Here A is the quieter one: on a trained model the noise of log q(z|x) − log p(z) partly cancels the "
+                   "noise of log p(x|z) (if q were the exact posterior, log p(x,z) − log q(z|x) = log p(x) for every z, "
+                   "and A would have no variance at all), while B keeps all of log p(x|z)'s noise.")
+
+
+def toy_text(t: lg.ToyStudy) -> str:
+    """The 1-D toy: the exact gradient, and how much noisier the score function is at L = 1."""
+    score, reparam = np.array(t.variance["score"]).sum(1)[0], np.array(t.variance["reparam"]).sum(1)[0]
+    spread = (f"at L = 1 the score function's variance is **{score / reparam:.0f}×** the reparameterisation's"
+              if reparam > 0 else "at L = 1 the reparameterisation's variance is zero")
+    return (f"q(z) = N(μ, σ²) and f(z) = (z − c)², so E_q f = (μ − c)² + σ² and the exact gradient is "
+            f"∂/∂μ = 2(μ − c) = **{t.exact[0]:.3g}**, ∂/∂log σ = 2σ² = **{t.exact[1]:.3g}** (dashed lines). "
+            f"Every estimator's average over {t.groups[0]:,} independent estimates covers the exact value within its "
+            "95% interval at every L: none is biased (the leave-one-out baseline needs L ≥ 2). They differ only in "
+            f"spread: {spread}. Move μ away from c and the score function gets worse, because f(z) grows and it "
+            "multiplies its random direction by f's whole value; a baseline removes the part of f that every draw shares.")
+
+
+# --- marginal likelihood ------------------------------------------------------------------
+def marginal_summary(r: lm.MarginalStudy) -> str:
+    """What the estimate plot shows: whether the prior's estimate has caught up with the encoder's."""
+    (pm, ps), (qm, qs) = r.final("prior"), r.final("posterior")
+    if max(r.log_weight_span(p) for p in lm.PROPOSALS) < FLAT_NATS:
+        return (f"**What you see.** Both estimates are flat at **{pm:.1f}** nats: every draw from either proposal gets "
+                f"the same weight (the prior's log weights span {r.log_weight_span('prior'):.1g} nats), because this "
+                "model's decoder gives the same output whatever z is. Then p(x|z) = p(x) for every z, the ELBO is "
+                "already exact, and importance sampling has nothing to correct.")
+    text = (f"**What you see.** With K = {r.ks[-1]:,} draws the prior-sampling estimate is **{pm:.1f} ± {ps:.1f}** "
+            f"nats, the encoder-sampling one **{qm:.1f} ± {qs:.1f}** (mean ± s.d. over {r.repeats} repeats). Both "
+            "estimate the same log p(x) and both get there as K → ∞. The encoder's curve starts at the ELBO "
+            f"({r.elbo:.1f}) and rises {r.iwae - r.elbo:.1f} nats; ")
+    gap = qm - pm
+    if gap > max(1.0, 3 * (ps + qs)):
+        return text + (f"the prior's climbs from far below and is still **{gap:.1f} nats** under the encoder's "
+                       "(which is itself, on average, below log p(x)).")
+    return text + (f"here the prior's has caught up (the two differ by {abs(gap):.1f} nats). With only a "
+                   "few latent dimensions or a blurry decoder, enough of N(0, I) explains the image that plain "
+                   "prior draws find it; on a model with more latent dimensions (the default 16 on MNIST) the "
+                   "prior falls far behind.")
+
+
+def marginal_why(r: lm.MarginalStudy) -> str:
+    return ("**Why.** log p(x) = log E_z~r[p(x|z) p(z) / r(z)] holds for any proposal r, but only z that "
+            "explain *this* image (where p(x|z) is not negligible) contribute, and they may fill a tiny corner of "
+            f"the prior. Here the log weights of draws from N(0, I) span {r.log_weight_span('prior'):.0f} nats "
+            "(histogram below): when that span is wide, the average is decided by the luckiest draw and comes out "
+            "too low until K is huge (the log of a noisy average is biased low). The encoder q(z|x) was trained to "
+            f"propose those z: its log weights span {r.log_weight_span('posterior'):.0f} nats, so a handful of draws "
+            "already lands close.")
+
+
+def marginal_ess_text(r: lm.MarginalStudy) -> str:
+    k = r.ks[-1]
+    ess_p, ess_q = r.ess["prior"][-1].mean(), r.ess["posterior"][-1].mean()
+    note = ""
+    if ess_q < 0.05 * k:
+        note = (" Even the encoder's ESS is a small fraction of K: q(z|x) does not match the true posterior "
+                f"exactly, and the rise from the ELBO to L_K ({r.iwae - r.elbo:.1f} nats) measures that mismatch.")
+    return (f"**Effective sample size** at K = {k:,}: prior **{ess_p:,.1f}**, encoder **{ess_q:,.1f}** draws. "
+            f"The largest single weight carries {100 * r.top_weight['prior']:.0f}% of the prior's sum and "
+            f"{100 * r.top_weight['posterior']:.0f}% of the encoder's.{note}")
+
+
+# --- β and the decoder --------------------------------------------------------------------
+BETA_WHAT_YOU_SEE = (
+    "**What you see.** Each point is one model, trained with the loss "
+    "*distortion + β × rate*. **Rate** is how many nats the code carries about an image (the KL term, "
+    "how far q(z|x) is from the unit Gaussian). **Distortion** is how many nats the decoder still "
+    "needs to rebuild it.\n\n"
+    "A small β makes the code cheap to use: high rate, sharp reconstructions, but codes that wander away "
+    "from N(0, I), so prior samples look worse. A large β squeezes the code towards the prior: low rate, "
+    "blurry reconstructions, fewer active dimensions. β = 1 is the ELBO; the dotted line joins the points "
+    "with the same ELBO (−ELBO = rate + distortion). (Higgins et al. 2017; Alemi et al. 2018.)")
+
+BETA_IMAGES = ("**Prior samples** (decoder means of z ~ N(0, I), same z for every β) and a **traversal** of each "
+               "model's most used dimension (largest KL) from −3 to 3, other dimensions at 0.")
+
+GAUSSIAN_LOG_LIKELIHOOD = r"\log p(x|z) = -D\log\sigma - \frac{\lVert x-f(z)\rVert^2}{2\sigma^2} - \tfrac{D}{2}\log 2\pi"
+
+SIGMA_WHERE = (
+    "σ only scales the squared error. Multiply the loss by 2σ² and it becomes *squared error + 2σ²β × KL*: "
+    "**a large σ is a large β** (fewer nats in the code, blurrier means), a small σ a small β. Nats of "
+    "different σ are not comparable (the −D log σ term shifts them), so the plot uses squared error. "
+    "A learned σ settles near √(squared error / D), the σ that fits the decoder's own errors "
+    "(Rybkin et al. 2021). Bernoulli has no σ at all: its per-pixel weight is fixed by the data.")
+
+
+DECODER_IMAGES = ("Per decoder: **reconstructions** (means, test images), **samples** (means of z ~ N(0, I)) and "
+                  "**full draws x ~ p(x|z)** of the same z: the Gaussian adds pixel noise of size σ, Bernoulli flips coins.")
+
+
+def decoder_sweep_caption(sigmas: Sequence[float], learned: bool, bernoulli: bool) -> str:
+    """The runs a decoder sweep with these choices would train."""
+    return (f"Runs: Gaussian decoders with σ = {', '.join(f'{s:g}' for s in sigmas)}"
+            + (", a learned σ" if learned else "") + (", a Bernoulli decoder" if bernoulli else "") + "; β = 1.")
+
+
+def beta_rows(points: Sequence[SweepPoint]) -> list[dict]:
+    return [{"β": s.value, "state": s.state, "step": p.step, "rate (nats)": round(p.rd.rate, 2),
+             "distortion (nats)": round(p.rd.distortion, 2), "ELBO": round(p.rd.elbo, 2),
+             "active dims": f"{p.n_active}/{p.latent_dim}"} for s, p in points]
+
+
+def sweep_notes(points: Sequence[SweepPoint], name: str = "β") -> list[str]:
+    """What a plot of these runs cannot show: a single point, or runs whose code carries nothing."""
+    notes = []
+    if len(points) == 1:
+        notes.append(f"Only one run has a snapshot so far, so the plot has one point: a trade-off needs at least "
+                     f"two values of {name}. Points are added as the sweep's runs train.")
+    for s, p in points:
+        if p.rd.rate < COLLAPSED_NATS:
+            notes.append(f"**{s.label}** has a rate of {p.rd.rate:.2f} nats: its code carries (almost) nothing "
+                         "about the image (every image gets about the same code), so its pictures below barely "
+                         "change from image to image or along z.")
+    return notes
+
+
+def decoder_rows(points: Sequence[SweepPoint]) -> list[dict]:
+    rows = []
+    for s, p in points:
+        row = {"decoder": decoder_tag(s, p), "rate (nats)": round(p.rd.rate, 2), "squared error": round(p.sq_error, 2)}
+        if p.sigma is not None:
+            bal = lb.gaussian_balance(p.sigma, p.beta)
+            row |= {"1/(2σ²)": round(bal.weight, 1),
+                    "KL weight vs squared error (2σ²β)": round(bal.kl_weight_vs_sq_error, 4)}
+        if p.likelihood == "gaussian_learned":
+            row["σ* = √(sq. error / D)"] = round(lb.calibrated_sigma(p.sq_error, p.recon[0].size), 3)
+        rows.append(row)
+    return rows
+
+
+def learned_sigma_notes(points: Sequence[SweepPoint]) -> list[str]:
+    """For each learned σ more than 10% from its calibrated value σ*, why it has not got there."""
+    notes = []
+    for _, p in points:
+        if p.likelihood != "gaussian_learned":
+            continue
+        target = lb.calibrated_sigma(p.sq_error, p.recon[0].size)
+        if abs(p.sigma - target) > 0.1 * target:
+            notes.append(f"The learned σ ({p.sigma:.3f}) is still on its way to σ* ({target:.3f}): it starts at the "
+                         "configured σ and Adam moves log σ by at most about the learning rate per step. "
+                         "More epochs close the gap.")
+    return notes
+
+
+# --- disentanglement ----------------------------------------------------------------------
+def how_to_read_mi(r: dis.FactorReport) -> str:
+    return (
+        "**How to read it.** Each cell says how much of a factor's uncertainty one latent dimension removes "
+        "(1 = knowing z_d tells you the factor exactly). Disentangled means one bright cell per row, in "
+        "different columns. **MIG** (Chen et al. 2018) takes, per factor, the best dimension's share minus the "
+        "runner-up's: two dims that both know x score 0, however much they know. **DCI** (Eastwood & Williams "
+        "2018) asks a small random forest to predict each factor from the code and checks whether its "
+        "importances concentrate. Collapsed dims (≈0 nats of KL) carry nothing and stay pale.\n\n"
+        "Don't expect miracles from a short run: a larger β presses the code towards independent dims, but "
+        "does not by itself guarantee one factor per dim (Locatello et al. 2019). Compare runs with different β.\n\n"
+        f"Measured on {r.n:,} training images. MI uses one draw z ~ q(z|x) per image, binned into "
+        f"{dis.DEFAULT_BINS} bins (the code the decoder receives, so a collapsed dim cannot look informative); "
+        "DCI's forests read the means.")
+
+
+def code_warning(r: dis.FactorReport) -> str | None:
+    """Why the metrics mean little on this code (identical codes, a collapsed code, one dimension), or None."""
+    kl = float(np.max(r.kl_per_dim)) if len(r.kl_per_dim) else 0.0
+    if not np.any(r.dci.importance):
+        return (f"**Every image gets the same code here** (the most used latent dimension carries {kl:.2f} nats), "
+                "so there is nothing to disentangle. MIG and DCI come out near 0 because the code is empty, not "
+                "because it is entangled: DCI's forests find no split at all, the mutual information left is the "
+                "noise of one posterior draw, and DCI informativeness is the rate of guessing the commonest value.")
+    if kl < COLLAPSED_NATS:
+        return (f"**The code has collapsed onto the prior:** no latent dimension carries more than {kl:.2f} nats, "
+                "so MIG and DCI measure noise, not how the factors are arranged. Train longer or with a smaller β.")
+    if len(r.kl_per_dim) == 1:
+        return ("**This run has one latent dimension**, so there is no runner-up: MIG is the best dimension's whole "
+                "share and DCI disentanglement is 1 by definition. Neither says anything about separating the "
+                f"{len(r.factor_names)} factors; that needs at least as many dimensions as factors.")
+    return None
+
+
+def factor_row(r: dis.FactorReport, k: int) -> tuple[str, str]:
+    """(markdown beside the traversal, the traversal's caption) for factor k."""
+    name, mi = r.factor_names[k], r.mig.normalized_mi
+    d, d2 = int(r.mig.top[k]), int(r.mig.second[k])
+    known = mi[d, k] >= UNKNOWN_BELOW
+    second = f", then z{d2} {mi[d2, k]:.2f}" if d2 >= 0 else ""
+    head = f"**{name}** → z{d}" if known else f"**{name}** → no dimension"
+    span = f"z{d} from {r.traversal_values[k][0]:.2f} to {r.traversal_values[k][-1]:.2f}"
+    caption = span if known else f"{span}: its best dimension, which knows next to nothing about {name}"
+    return f"{head}  \nI/H {mi[d, k]:.2f}{second}  \ngap {r.mig.gap[k]:.2f}", caption
