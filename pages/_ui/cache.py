@@ -77,8 +77,10 @@ def result_on_request(namespace: str, key, start: bool, compute, prompt: str | N
     """
     if start:
         bar = st.progress(0.0, text="starting…")
-        remember_result(namespace, key, compute(lambda f, text: bar.progress(min(1.0, f), text=text)))
-        bar.empty()
+        try:
+            remember_result(namespace, key, compute(lambda f, text: bar.progress(min(1.0, f), text=text)))
+        finally:  # a failed computation leaves no half-full bar behind its error message
+            bar.empty()
     result = cached_result(namespace, key)
     if result is None and prompt:
         st.info(prompt)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from vae_core import explore
-from vae_core.explore.projection import has_spread
 from vae_core.runs.rundir import Snapshot
 
 from .cache import per_snapshot
@@ -48,10 +47,10 @@ def health(snap: Snapshot, n_test: int, *, x_test=None) -> Health:
         images = explore.decode(model, z)
         if not np.isfinite(images).all():
             return Health(f"This snapshot's decoder returns NaN or infinite values, so there are no images to show: {DIVERGED}", True)
-        if n_test and not has_spread(codes.mu):
+        if n_test and not explore.has_spread(codes.mu):
             return Health("Every test image gets the same code: this snapshot's encoder ignores its input (untrained or "
                           "all-zero weights?), so the latent views show a single point and every reconstruction looks the same.")
-        if not has_spread(images.reshape(len(images), -1)):
+        if not explore.has_spread(images.reshape(len(images), -1)):
             return Health("Every code decodes to the same image: this snapshot's decoder ignores z (untrained or all-zero "
                           "weights?), so samples and traversals all look alike.")
     if g.failed:

@@ -35,7 +35,8 @@ def dataset(spec: str, image_size: int | None = None, channels: int | None = Non
     return load_dataset(spec, image_size=image_size, channels=channels, seed=seed)
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
+# Room for a whole sweep (up to 8 runs in the β lab) beside the selected run and a few others.
+@st.cache_resource(max_entries=16, show_spinner=False)
 def _snapshot(run_dir: str, step: int, mtime: float) -> rd.Snapshot:
     # Keyed by step and mtime: a new snapshot is a new cache entry, an unchanged one is free.
     return rd.load_snapshot(run_dir)

@@ -167,6 +167,12 @@ def test_marginal_wording_switches_on_the_measured_gap():
     assert "prior **1.0**, encoder **70.0**" in text.marginal_ess_text(marginal_study())
 
 
+def test_marginal_why_does_not_claim_the_encoder_is_tighter_when_it_is_not():
+    wide_q = text.marginal_why(marginal_study(span=(5.0, 9.0)))  # as on a 1-D model
+    assert "span 5 nats and the encoder's 9" in wide_q and "handful of draws" not in wide_q
+    assert "handful of draws" in text.marginal_why(marginal_study(span=(40.0, 5.0)))
+
+
 def test_marginal_wording_when_every_draw_has_the_same_weight():
     flat = marginal_study(prior_mean=-44.4, post_mean=-44.4, sd=0.0, span=(0.0, 0.0), elbo_gap=0.0)
     words = text.marginal_summary(flat)

@@ -29,6 +29,7 @@ from .test_set import EncodedTestSet, encoded_test_set
 from .projection import (
     PcaAxes,
     Projection,
+    has_spread,
     nearest_neighbours,
     pca_fit,
     place_new_points_tsne,
@@ -37,7 +38,7 @@ from .projection import (
 )
 
 __all__ = [
-    "BATCH", "Codes", "LatentSummary", "PcaAxes", "Projection", "Reconstruction", "best_and_worst", "decode",
+    "BATCH", "Codes", "LatentSummary", "PcaAxes", "Projection", "Reconstruction", "best_and_worst", "decode", "has_spread",
     "encode", "interpolate", "interpolation_strip", "latent_summary", "manifold_codes", "manifold_grid",
     "manifold_values", "nearest_neighbours", "pca_fit", "place_new_points_tsne", "project_2d", "rank_by_loss",
     "reconstruct", "sample_prior", "sigma_ellipses", "tile", "traversal_codes", "traversal_grid", "traverse_one",

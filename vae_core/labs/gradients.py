@@ -281,7 +281,9 @@ def _spread(gp: torch.Tensor, ref: torch.Tensor) -> tuple[float, float, float]:
     total_var = ((gram.trace() / n - mean_sq) * n / (n - 1)).item() if n > 1 else math.nan
     dist = (mean_sq - 2 * gr.mean() + rr).clamp_min(0).sqrt().item()
     rms = (gram.diagonal() - 2 * gr + rr).mean().clamp_min(0).sqrt().item()
-    return max(total_var, 0.0) if n > 1 else math.nan, dist, rms / max(rr.sqrt().item(), 1e-300)
+    ref_norm = rr.sqrt().item()
+    rel = rms / ref_norm if ref_norm > 0 else math.nan  # no relative error against a zero gradient
+    return max(total_var, 0.0) if n > 1 else math.nan, dist, rel
 
 
 def _per_draw_variance(variances: list[float], ls: list[int]) -> float:
