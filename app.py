@@ -8,8 +8,10 @@ from pathlib import Path
 import streamlit as st
 
 from pages import _ui
+from pages._ui import warmup
 
 st.set_page_config(page_title="Latent Explorer", page_icon=":material/explore:", layout="wide")
+warmup.start(str(_ui.manager().root))
 
 HERE = Path(__file__).parent
 SECTIONS = {

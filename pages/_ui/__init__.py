@@ -3,7 +3,13 @@
 (``state``), pictures (``images``), plotly figure builders (``figures``), whether a
 snapshot can be shown (``health``), the Traverse sliders (``sliders``) and the live-traverse
 component (``live_traverse``). Pages import it as ``from pages import _ui``."""
-from .cache import cached_result, per_snapshot, pinned, remember_result, result_on_request
+from .cache import (
+    cached_result,
+    per_snapshot,
+    pinned,
+    remember_result,
+    result_on_request,
+)
 from .guard import guard, guarded
 from .health import health
 from .images import display_scale, grid, picture, spread

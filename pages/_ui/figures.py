@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import plotly.express as px
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from vae_core import explore
@@ -198,7 +198,7 @@ def codes_with_points(view: CodeView, labels: np.ndarray, class_names: Sequence[
     fig = go.Figure()
     groups = [int(k) for k in np.unique(labels)]
     # An explicit qualitative palette: the theme's default pairs pale tints that vanish on white.
-    palette = px.colors.qualitative.T10 if len(groups) <= 10 else px.colors.qualitative.Alphabet
+    palette = qualitative.T10 if len(groups) <= 10 else qualitative.Alphabet
     for i, k in enumerate(groups):
         m = labels == k
         fig.add_trace(go.Scattergl(x=view.xy[m, 0], y=view.xy[m, 1], mode="markers", name=group_name(k, class_names),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from vae_core.data import DatasetError
-from vae_core.data.upload import ImageImportError
+from vae_core.data.images import ImageImportError
 from vae_core.engine.config import ConfigError
 from vae_core.runs.rundir import RunError
 

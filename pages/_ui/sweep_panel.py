@@ -11,7 +11,14 @@ from vae_core.runs.manager import new_run_config
 from . import lab_figures as figs
 from .cache import per_snapshot
 from .guard import guard
-from .runs import LIVE_REFRESH_S, manager, run_dataset, select_run, selected_run, snapshot
+from .runs import (
+    LIVE_REFRESH_S,
+    manager,
+    run_dataset,
+    select_run,
+    selected_run,
+    snapshot,
+)
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -41,3 +41,19 @@ def test_importing_the_package_is_light():
     code = "import sys, vae_core; print('torch' in sys.modules, 'streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]  # the API loads torch on first use only
+
+
+def test_the_readme_notebook_example_runs(trained_runs, tmp_path, monkeypatch):
+    """The README's "From a notebook" code, run as written on a real trained run."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## From a notebook"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[: code.index("```")]
+    assert 've.open_run("runs/my-run")' in code
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "my-run").symlink_to(trained_runs / "tiny", target_is_directory=True)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["images"].shape == (8, 1, 8, 8) and namespace["frames"].shape == (7, 1, 8, 8)
+    assert namespace["samples"].shape == (16, 1, 8, 8)

@@ -15,11 +15,11 @@ from ``evaluate.posterior_stats``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import norm
 
 from ..engine.evaluate import ACTIVE_UNIT_THRESHOLD, posterior_stats
 from ..engine.objectives import elbo_terms, sample_posterior
@@ -300,7 +300,7 @@ def manifold_values(n: int = 15, lo: float = 0.05, hi: float = 0.95) -> np.ndarr
     """
     if not 0.0 < lo < hi < 1.0:
         raise ValueError("quantiles must satisfy 0 < lo < hi < 1")
-    return norm.ppf(np.linspace(lo, hi, n)).astype(np.float32)
+    return np.array([NormalDist().inv_cdf(q) for q in np.linspace(lo, hi, n)], np.float32)
 
 
 def manifold_codes(
