@@ -75,3 +75,36 @@ def test_pca_basis_matches_scikit_learn():
     np.testing.assert_allclose(ratio, ref.explained_variance_ratio_, rtol=1e-8)
     np.testing.assert_allclose(comps, ref.components_, atol=1e-8)  # same sign convention too
     np.testing.assert_allclose((mu - mean) @ comps.T, ref.transform(mu), atol=1e-8)
+
+
+def test_a_run_ending_mid_epoch_publishes_a_summary_for_its_last_snapshot(tmp_path):
+    # digits: 1,617 training images / 64 = 25 steps an epoch; stopping at step 30 is mid-epoch 2.
+    run_dir = tmp_path / "run"
+    assert train(tiny_config(epochs=3, max_steps=30), run_dir).state == "finished"
+    snap = rd.load_snapshot(run_dir)
+    assert snap.step == 30
+    summary = read_summary(run_dir, 30)
+    assert summary is not None
+    np.testing.assert_allclose(summary.mu, summarise(snap.model, load_dataset("digits").x_test, 30).mu,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_the_epoch_summary_reuses_the_evaluation_codes_exactly():
+    from vae_core.engine.config import ModelConfig
+    import torch
+
+    from vae_core.engine.evaluate import evaluate_test_set
+    from vae_core.engine.objectives import elbo_terms
+    from vae_core.engine.vae import VAE
+    from vae_core.runs.summary import summary_of_codes
+
+    model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=3, hidden=16)).eval()
+    x = load_dataset("digits").x_test
+    ev = evaluate_test_set(model, x, batch_size=100, seed=3)
+    # Encoding once for both the ELBO and the codes takes the same draws as elbo_terms alone.
+    g = torch.Generator().manual_seed(3)
+    terms = [elbo_terms(model, x[i : i + 100], generator=g) for i in range(0, len(x), 100)]
+    assert ev.elbo == pytest.approx(float(torch.cat([t.elbo.detach() for t in terms]).double().mean()), abs=1e-6)
+    from_codes, encoded = summary_of_codes(ev.mu, ev.logvar, 7), summarise(model, x, 7)
+    for name in ("mu", "logvar", "kl_per_dim", "mean_variance", "pca_explained"):
+        np.testing.assert_allclose(getattr(from_codes, name), getattr(encoded, name), rtol=1e-5, atol=1e-6)

@@ -127,3 +127,17 @@ def test_a_request_left_by_an_earlier_worker_is_ignored(tmp_path):
     time.sleep(0.01)
     st = train(cfg, tmp_path / "run")
     assert st.state == "finished"
+
+
+def test_short_epochs_do_not_publish_a_snapshot_each(tmp_path, monkeypatch):
+    """Digits' epochs take a few milliseconds: the first epoch's end publishes (pages get a
+    snapshot early), then no faster than every min(snapshot_every_s, 2 s), and the end of the run."""
+    steps = []
+    real = rd.save_snapshot
+    monkeypatch.setattr(rd, "save_snapshot", lambda run_dir, model, step, *a, **kw: (steps.append(step),
+                                                                                     real(run_dir, model, step, *a, **kw)))
+    status = train(tiny_config(epochs=6, snapshot_every_s=5.0), tmp_path / "run")
+    assert status.state == "finished"
+    per_epoch = status.extra["steps_per_epoch"]
+    assert steps == [per_epoch, 6 * per_epoch]  # after epoch 1, and the final one
+    assert rd.load_snapshot(tmp_path / "run").epoch == 6

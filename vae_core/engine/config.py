@@ -101,7 +101,8 @@ class TrainConfig:
         batch 64) reach a better test ELBO in the same wall clock than Adam 1e-3 at batch 128
         (bench/RESULTS.md, "Test ELBO at equal wall-clock").
     device: "auto" picks cuda, then mps, then cpu.
-    snapshot_every_s: weights are also published within an epoch at most this often.
+    snapshot_every_s: weights are published within an epoch at most this often; an epoch's end
+        publishes too unless a snapshot went out less than min(this, 2 s) ago.
     log_every_steps: a metrics line (and the only host sync) every this many steps.
     num_threads: CPU threads for the worker; None takes every core, or all but one when the
         web app launched the worker (``vae_core.trainer.worker_threads``).

@@ -4,6 +4,7 @@ Shared by the trainer (test ELBO each epoch), the CLI's ``eval`` and the UI.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -15,22 +16,53 @@ IWAE_CHUNK_FLOATS = 8_000_000  # decoder outputs per chunk in evaluate_iwae
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x E_q[z_d] > 0.01
 
 
+@dataclass(frozen=True, eq=False)
+class TestSetEvaluation:
+    """The ELBO's terms as means over a data set (nats per example) and q(z|x) of every
+    example: mu and logvar, (N, D) each, on the data's device."""
+
+    log_likelihood: float
+    kl: float
+    mu: torch.Tensor
+    logvar: torch.Tensor
+
+    @property
+    def elbo(self) -> float:
+        return self.log_likelihood - self.kl
+
+    def terms(self) -> dict[str, float]:
+        return {"log_likelihood": self.log_likelihood, "kl": self.kl, "elbo": self.elbo}
+
+
 @torch.no_grad()
-def evaluate_elbo(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Mean test ELBO and its terms (nats per example), one posterior sample per example, seeded."""
+def evaluate_test_set(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> TestSetEvaluation:
+    """Mean ELBO and its terms over x, one posterior sample per example, seeded; the posteriors
+    it computed on the way come back too, so a caller that also wants the codes encodes once."""
     was_training = getattr(model, "training", False)
     model.eval()
     g = torch.Generator(device=x.device).manual_seed(seed)
     ll_sum = torch.zeros((), device=x.device, dtype=torch.float64)
     kl_sum = torch.zeros((), device=x.device, dtype=torch.float64)
+    mus, logvars = [], []
     for i in range(0, len(x), batch_size):
-        t = elbo_terms(model, x[i : i + batch_size], generator=g)
+        xb = x[i : i + batch_size]
+        post = model.encode(xb)
+        t = elbo_terms(model, xb, generator=g, post=post)
         ll_sum += t.log_likelihood.double().sum()
         kl_sum += t.kl.double().sum()
+        mus.append(post.mu)
+        logvars.append(post.logvar)
     model.train(was_training)
     n = max(1, len(x))
-    ll, kl = ll_sum.item() / n, kl_sum.item() / n
-    return {"log_likelihood": ll, "kl": kl, "elbo": ll - kl}
+    d = getattr(model, "latent_dim", 0)
+    mu = torch.cat(mus) if mus else torch.zeros((0, d), device=x.device)
+    logvar = torch.cat(logvars) if logvars else torch.zeros((0, d), device=x.device)
+    return TestSetEvaluation(ll_sum.item() / n, kl_sum.item() / n, mu, logvar)
+
+
+def evaluate_elbo(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Mean test ELBO and its terms (nats per example), one posterior sample per example, seeded."""
+    return evaluate_test_set(model, x, batch_size, seed).terms()
 
 
 @torch.no_grad()
@@ -64,20 +96,24 @@ def evaluate_iwae(
 
 @torch.no_grad()
 def posterior_stats(model, x: torch.Tensor, batch_size: int = 1000) -> dict[str, torch.Tensor]:
-    """Per-dimension statistics of q(z|x) over a data set.
-
-    Returns mu (N, D), logvar (N, D), kl_per_dim (D,) mean KL per dimension in nats,
-    mean_variance (D,) = Var_x E_q[z_d], and active (D,) bool.
-    """
+    """Per-dimension statistics of q(z|x) over a data set: see ``code_stats``."""
     model.eval()
     mus, logvars = [], []
     for i in range(0, len(x), batch_size):
         post = model.encode(x[i : i + batch_size])
         mus.append(post.mu)
         logvars.append(post.logvar)
-    mu, logvar = torch.cat(mus), torch.cat(logvars)
+    return code_stats(torch.cat(mus), torch.cat(logvars))
+
+
+def code_stats(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-dimension statistics of posteriors mu, logvar (N, D) over a data set.
+
+    Returns mu, logvar, kl_per_dim (D,) mean KL per dimension in nats, mean_variance (D,) =
+    Var_x E_q[z_d], and active (D,) bool.
+    """
     kl = gaussian_kl_per_dim(mu, logvar).mean(0)
-    var = mu.var(0, unbiased=False) if len(mu) > 1 else torch.zeros(mu.shape[1])
+    var = mu.var(0, unbiased=False) if len(mu) > 1 else torch.zeros(mu.shape[1], device=mu.device)
     return {"mu": mu, "logvar": logvar, "kl_per_dim": kl, "mean_variance": var, "active": var > ACTIVE_UNIT_THRESHOLD}
 
 

@@ -101,13 +101,15 @@ def elbo_terms(
     samples: int = 1,
     kl_estimator: Literal["analytic", "monte_carlo"] = "analytic",
     generator: torch.Generator | None = None,
+    post: Posterior | None = None,
 ) -> ElboTerms:
     """SGVB estimate of the ELBO's terms with L = ``samples`` draws per example.
 
     Estimator B (analytic KL) is Kingma & Welling eq. (7); estimator A (Monte Carlo KL,
-    log q(z|x) - log p(z) at the same draws) is eq. (6).
+    log q(z|x) - log p(z) at the same draws) is eq. (6). ``post``: q(z|x) when the caller
+    has already encoded x (it must be ``model.encode(x)``).
     """
-    post = model.encode(x)
+    post = model.encode(x) if post is None else post
     z = sample_posterior(post, samples, generator)  # (L, B, D)
     log_px_z = model.log_likelihood(x, model.decode(z))  # (L, B)
     if kl_estimator == "analytic":

@@ -1,7 +1,9 @@
 """Per-snapshot summaries: what a page's first visit would otherwise compute, published by
 the worker beside each weight snapshot (``summary.safetensors``).
 
-Contents, for the run's test set under the snapshot's weights:
+Written at each epoch's end from the codes the test-set evaluation computed anyway, and when
+a run pauses or ends; a snapshot published mid-epoch has none. Contents, for the run's test
+set under the snapshot's weights:
   mu, logvar        (N, D) parameters of q(z|x) for every test example
   kl_per_dim        (D,) mean KL(q(z_d|x) || p(z_d)) in nats
   mean_variance     (D,) Var_x E_q[z_d], the active-unit statistic (Burda et al. 2016)
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..engine.evaluate import posterior_stats, principal_axes
+from ..engine.evaluate import code_stats, posterior_stats, principal_axes
 from . import rundir as rd
 
 SUMMARY = "summary.safetensors"
@@ -43,18 +45,23 @@ class SnapshotSummary:
 def summarise(model, x: torch.Tensor, step: int) -> SnapshotSummary:
     """The summary of ``x`` under ``model`` (any ``LatentModel``), computed here and now."""
     stats = posterior_stats(model, x)
-    mu = stats["mu"].detach().to("cpu", torch.float32).numpy()
-    mean, comps, ratio = principal_axes(mu, k=2)
+    return summary_of_codes(stats["mu"], stats["logvar"], step)
+
+
+def summary_of_codes(mu: torch.Tensor, logvar: torch.Tensor, step: int) -> SnapshotSummary:
+    """The summary from posteriors already computed (the trainer's end-of-epoch evaluation)."""
+    stats = code_stats(mu, logvar)
     as_np = lambda t: t.detach().to("cpu", torch.float32).numpy()  # noqa: E731
-    return SnapshotSummary(step, mu, as_np(stats["logvar"]), as_np(stats["kl_per_dim"]), as_np(stats["mean_variance"]),
+    mu_np = as_np(mu)
+    mean, comps, ratio = principal_axes(mu_np, k=2)
+    return SnapshotSummary(step, mu_np, as_np(logvar), as_np(stats["kl_per_dim"]), as_np(stats["mean_variance"]),
                            mean.astype(np.float32), comps.astype(np.float32), ratio.astype(np.float32))
 
 
-def write_summary(run_dir: Path, model, x: torch.Tensor, step: int) -> None:
-    """Summarise the test set ``x`` and publish it beside the snapshot of ``step``."""
-    s = summarise(model, x, step)
-    tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(s, name))) for name in _FIELDS}
-    rd.atomic_save_tensors(Path(run_dir) / SUMMARY, tensors, {"step": str(step)})
+def write_summary(run_dir: Path, summary: SnapshotSummary) -> None:
+    """Publish ``summary`` beside the snapshot of its step."""
+    tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(summary, name))) for name in _FIELDS}
+    rd.atomic_save_tensors(Path(run_dir) / SUMMARY, tensors, {"step": str(summary.step)})
 
 
 def read_summary(run_dir: Path, step: int) -> SnapshotSummary | None:

@@ -31,15 +31,19 @@ import torch
 from ..data import load_dataset
 from ..engine.config import RunConfig, TrainConfig
 from ..engine.device import pick_device
-from ..engine.evaluate import evaluate_elbo
+from ..engine.evaluate import evaluate_test_set
 from ..engine.families import build_model
 from ..engine.objectives import training_loss
 from ..engine.optim import learning_rate, make_optimizer
 from . import rundir as rd
-from .summary import write_summary
+from .summary import SnapshotSummary, summarise, summary_of_codes, write_summary
 
 HEARTBEAT_EVERY_S = 1.0
 CONTROL_POLL_S = 0.1
+# An epoch's end publishes a snapshot unless one went out less than this long ago: on a small
+# dataset epochs take well under a second, and snapshots faster than the app's 2 s refresh are
+# never seen but each costs a write and an fsync (bench/RESULTS.md, "Snapshot cost").
+EPOCH_SNAPSHOT_GAP_S = 2.0
 # Test hook for fault injection (documented in the README's testing section): "nan@<step>"
 # makes the loss NaN from that step on, so the NaN guard can be exercised on a real run.
 FAULT_ENV = "LATENT_EXPLORER_FAULT"
@@ -195,6 +199,8 @@ class TrainLoop:
         self.fault_at = _fault_step()
 
         self.window = _Window.empty(self.device)
+        self.summary_step: int | None = None  # the step of the last published summary
+        self.snapshots = 0  # published by this worker
         self.rate_ema: float | None = None
         self.paused = False
         self.t_start = time.time()
@@ -221,7 +227,7 @@ class TrainLoop:
                 break
             self.end_epoch(epoch)
         self.log_window()
-        self.publish_snapshot()
+        self.publish_snapshot(summary=True)
         return outcome
 
     def epoch_batches(self, epoch: int):
@@ -259,15 +265,17 @@ class TrainLoop:
     def end_epoch(self, epoch: int) -> None:
         """Log, evaluate on the test set and publish a snapshot."""
         self.log_window()
-        ev = evaluate_elbo(self.model, self.x_test, seed=self.tc.seed)
-        if not math.isfinite(ev["elbo"]):
-            raise NonFiniteLoss(f"the test ELBO became {ev['elbo']} after epoch {epoch + 1}; "
+        ev = evaluate_test_set(self.model, self.x_test, seed=self.tc.seed)
+        if not math.isfinite(ev.elbo):
+            raise NonFiniteLoss(f"the test ELBO became {ev.elbo} after epoch {epoch + 1}; "
                                 "the last good weights are kept")
-        self.emit({"kind": "epoch", "step": self.step, "epoch": epoch + 1, "test_elbo": ev["elbo"],
-                   "test_log_likelihood": ev["log_likelihood"], "test_kl": ev["kl"],
+        self.emit({"kind": "epoch", "step": self.step, "epoch": epoch + 1, "test_elbo": ev.elbo,
+                   "test_log_likelihood": ev.log_likelihood, "test_kl": ev.kl,
                    "wall_s": time.time() - self.t_start})
-        self.status.update(epoch=epoch + 1, test_elbo=ev["elbo"])
-        self.publish_snapshot()
+        self.status.update(epoch=epoch + 1, test_elbo=ev.elbo)
+        gap = min(self.tc.snapshot_every_s, EPOCH_SNAPSHOT_GAP_S)
+        if self.snapshots == 0 or time.monotonic() - self.t_last_snapshot >= gap:
+            self.publish_snapshot(summary=summary_of_codes(ev.mu, ev.logvar, self.step))
 
     # --- what the loop says -----------------------------------------------------------------
     def emit(self, record: dict) -> None:
@@ -294,14 +302,21 @@ class TrainLoop:
         self.status.update(step=self.step, samples_per_s=self.rate_ema, eta_s=remaining)
         self.window = _Window.empty(self.device)
 
-    def publish_snapshot(self) -> None:
-        """Weights, optimiser state and the per-snapshot summary, each replaced atomically."""
+    def publish_snapshot(self, summary: SnapshotSummary | bool = False) -> None:
+        """Weights and optimiser state, each replaced atomically, and the test-set summary when
+        ``summary`` is one or is True (then encoded here, unless this step already has one).
+        Timed mid-epoch snapshots go without: a page visiting one computes what it needs."""
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise NonFiniteWeights(f"weights became non-finite by step {self.step}; the last good weights are kept")
         epoch = self.step // self.steps_per_epoch
+        if summary is True:
+            summary = None if self.summary_step == self.step else summarise(self.model, self.x_test, self.step)
         try:
             rd.save_snapshot(self.run_dir, self.model, self.step, epoch, self.optimizer)
-            write_summary(self.run_dir, self.model, self.x_test, self.step)
+            self.snapshots += 1
+            if isinstance(summary, SnapshotSummary):
+                write_summary(self.run_dir, summary)
+                self.summary_step = summary.step
             self.status.pop("snapshot_error", None)
         except OSError as e:  # disk full or unwritable: keep training, keep the old snapshot, say so
             self.status["snapshot_error"] = f"could not save a snapshot: {e}"
@@ -334,7 +349,7 @@ class TrainLoop:
         if req == "pause" and not self.paused:
             self.paused = True
             self.log_window()
-            self.publish_snapshot()
+            self.publish_snapshot(summary=True)  # a paused run is what people look at
             self.status.update(state="paused", step=self.step)
             self.write_heartbeat()
         elif req == "resume" and self.paused:
