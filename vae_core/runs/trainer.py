@@ -171,9 +171,10 @@ class TrainLoop:
         self.device = pick_device(tc.device)
         torch.manual_seed(tc.seed)
 
+        self.model = build_model(config).to(self.device)
         data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed)
-        if tuple(data.image_shape) != tuple(config.model.input_shape):
-            raise ValueError(f"the model expects images of shape {tuple(config.model.input_shape)} "
+        if tuple(data.image_shape) != tuple(self.model.input_spec.shape):
+            raise ValueError(f"the model expects inputs of shape {tuple(self.model.input_spec.shape)} "
                              f"but {tc.dataset} has {data.image_shape}")
         self.x_train = data.x_train.to(self.device)  # (N, C, H, W), resident for the whole run
         self.x_test = data.x_test.to(self.device)
@@ -184,7 +185,6 @@ class TrainLoop:
         if tc.max_steps is not None:
             self.total_steps = min(self.total_steps, tc.max_steps)
 
-        self.model = build_model(config).to(self.device)
         self.optimizer = make_optimizer(self.model, tc.lr)
         self.step = 0
         if resume and (run_dir / rd.WEIGHTS).exists():
