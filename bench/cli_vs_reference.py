@@ -46,7 +46,7 @@ def run_plain(data, seconds, threads, seed):
             curve.append({"epoch": epoch, "train_s": round(train_s, 2),
                           "test_elbo": evaluate_elbo(to_project_vae(model, data.image_shape), x_test, seed=0)["elbo"]})
 
-    r = train_plain(data.x_train, data.y_train, torch.device("cpu"), seconds=seconds, seed=seed, on_epoch=on_epoch)
+    r = train_plain(data.x_train[:], data.y_train, torch.device("cpu"), seconds=seconds, seed=seed, on_epoch=on_epoch)
     ev = evaluate_elbo(to_project_vae(r["model"], data.image_shape), x_test, seed=0)
     return {"test_elbo": ev["elbo"], "steps": r["steps"], "epochs": r["samples"] / len(data.x_train),
             "train_s": r["train_s"], "threads": threads, "curve": curve}

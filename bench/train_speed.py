@@ -96,7 +96,7 @@ def run_project(dataset, device, threads, *, seconds=None, epochs=10_000, stop_a
 
 def run_plain(data, device, threads, **kw):
     torch.set_num_threads(threads)
-    x, y = data.x_train, data.y_train
+    x, y = data.x_train[:], data.y_train  # the plain reference trains on float tensors, as pytorch/examples does
     return train_plain(x, y, device, **kw)
 
 

@@ -50,13 +50,55 @@ _TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch
                 "num_threads", "max_steps")
 
 
+class _BuildProgress:
+    """Progress of decoding a dataset into the cache: a tqdm bar on a terminal, otherwise (a log
+    file) a line every ``every_s`` seconds and one at the end, none for a shorter build. Called as
+    ``progress(done, total)``; close() ends it."""
+
+    def __init__(self, desc: str, every_s: float = 5.0, stream=None, clock=time.monotonic):
+        self.desc, self.every_s, self.clock = desc, every_s, clock
+        self.stream = stream if stream is not None else sys.stderr
+        self.bar = None
+        self.last = 0.0
+        self.started: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+            if self.stream.isatty():
+                try:
+                    from tqdm import tqdm
+
+                    self.bar = tqdm(total=total, desc=self.desc, unit="img", dynamic_ncols=True, file=self.stream)
+                except ImportError:
+                    pass
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.update(done - self.bar.n)
+        elif min(now - self.started, now - self.last) >= self.every_s or (done >= total and self.last):
+            self.last = now   # quiet for a build shorter than every_s
+            pct = f" ({100 * done / total:.0f}%)" if total else ""
+            print(f"{self.desc}: {done:,} of {total:,}{pct}, {now - self.started:.0f} s", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _config_from_flags(args) -> RunConfig:
     from .runs.manager import new_run_config
 
     model = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
     train = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
-    return new_run_config(args.dataset or "mnist", image_size=args.image_size, channels=args.channels,
-                          model=model, train=train)
+    dataset = args.dataset or "mnist"
+    progress = _BuildProgress(f"decoding {dataset}")
+    try:
+        return new_run_config(dataset, image_size=args.image_size, channels=args.channels,
+                              model=model, train=train, progress=progress)
+    finally:
+        progress.close()
 
 
 def cmd_train(args) -> int:
@@ -146,9 +188,7 @@ def cmd_eval(args) -> int:
     snap = rd.load_snapshot(run_dir, device=str(device))
     tc = snap.config.train
     data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed)
-    x = data.x_test.to(device)
-    if args.limit:
-        x = x[: args.limit]
+    x = data.x_test.subset(slice(0, args.limit)) if args.limit else data.x_test  # read a batch at a time
     result = {"run": str(run_dir), "step": snap.step, "epoch": snap.epoch, "n_test": len(x), "device": str(device)}
     with torch.no_grad():
         result.update({f"test_{k}": v for k, v in evaluate_elbo(snap.model, x).items()})

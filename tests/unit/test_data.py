@@ -38,7 +38,8 @@ def cache(tmp_path_factory) -> Path:
 def check_common(ds: Dataset, n_train: int, n_test: int, shape: tuple[int, int, int], n_classes: int | None):
     assert ds.x_train.shape == (n_train, *shape) and ds.x_test.shape == (n_test, *shape)
     assert ds.image_shape == shape
-    for x in (ds.x_train, ds.x_test):
+    for image_set in (ds.x_train, ds.x_test):
+        x = image_set[:]                                          # every image, as floats
         assert x.dtype == torch.float32 and x.is_contiguous()
         assert x.min() >= 0 and x.max() <= 1
     for y, n in ((ds.y_train, n_train), (ds.y_test, n_test)):
@@ -53,6 +54,8 @@ def same(a: Dataset, b: Dataset) -> bool:
     fields = ("x_train", "y_train", "x_test", "y_test", "factors_train", "factors_test")
     for f in fields:
         ta, tb = getattr(a, f), getattr(b, f)
+        if f.startswith("x_"):
+            ta, tb = ta[:], tb[:]
         if (ta is None) != (tb is None) or (ta is not None and not torch.equal(ta, tb)):
             return False
     return a.class_names == b.class_names and a.factor_names == b.factor_names and a.preprocess == b.preprocess
@@ -88,7 +91,7 @@ def test_mnist(cache):
     assert np.bincount(ds.y_test.numpy()).tolist() == [50] * 10
     assert np.bincount(ds.y_train.numpy()).tolist() == [450] * 10
     # Real digits: dark background, a bright stroke.
-    assert ds.x_train[:, :, 0, :].max() < 0.5 and ds.x_train.amax(dim=(1, 2, 3)).min() > 0.9
+    assert ds.x_train[:][:, :, 0, :].max() < 0.5 and ds.x_train[:].amax(dim=(1, 2, 3)).min() > 0.9
     assert load_dataset("mnist", cache_dir=cache) is ds          # memoised
 
 
@@ -102,20 +105,20 @@ def test_mnist_deterministic(cache, tmp_path):
 def test_digits(cache, tmp_path):
     ds = load_dataset("digits", cache_dir=cache)
     check_common(ds, 1617, 180, (1, 8, 8), 10)
-    assert ds.preprocess == "digit" and ds.x_train.max() == 1.0
+    assert ds.preprocess == "digit" and ds.x_train[:].max() == 1.0
     counts = np.bincount(ds.y_test.numpy())
     assert counts.min() >= 17 and counts.max() <= 19             # stratified
     clear_memo()
     assert same(ds, load_dataset("digits", cache_dir=tmp_path))
     other = load_dataset("digits", cache_dir=cache, seed=1)
-    assert not torch.equal(other.x_test, ds.x_test)              # the seed picks the split
+    assert not torch.equal(other.x_test[:], ds.x_test[:])              # the seed picks the split
     assert other.x_test.shape == ds.x_test.shape
 
 
 def test_resize_builtin(cache):
     ds = load_dataset("digits", cache_dir=cache, image_size=16, channels=3)
     check_common(ds, 1617, 180, (3, 16, 16), 10)
-    assert torch.equal(ds.x_train[:, 0], ds.x_train[:, 2])
+    assert torch.equal(ds.x_train[:][:, 0], ds.x_train[:][:, 2])
 
 
 @pytest.mark.parametrize("spec,size", [("shapes", 32), ("shapes:64", 64)])
@@ -129,7 +132,7 @@ def test_shapes(cache, tmp_path, spec, size):
     assert ds.factors_train.shape == (n - n_test, 5) and ds.factors_train.dtype == torch.float32
     assert torch.equal(ds.y_train, ds.factors_train[:, 0].long())
 
-    x = torch.cat([ds.x_train, ds.x_test])[:, 0]
+    x = torch.cat([ds.x_train[:], ds.x_test[:]])[:, 0]
     f = torch.cat([ds.factors_train, ds.factors_test])
     assert f[:, 3].min() == 0 and f[:, 3].max() == 1 and f[:, 2].max() < 2 * np.pi
     # Every shape is fully inside the frame.
@@ -174,8 +177,8 @@ def test_idx_folder_gz_and_raw(cache, tmp_path):
     write_idx(tmp_path / "t10k-labels.idx1-ubyte", yte)
     ds = load_dataset(f"idx:{tmp_path}", cache_dir=cache)
     check_common(ds, 40, 10, (1, 6, 5), 3)
-    assert torch.equal(ds.x_train[:, 0], torch.from_numpy(xtr).float() / 255)
-    assert torch.equal(ds.x_test[:, 0], torch.from_numpy(xte).float() / 255)
+    assert torch.equal(ds.x_train[:][:, 0], torch.from_numpy(xtr).float() / 255)
+    assert torch.equal(ds.x_test[:][:, 0], torch.from_numpy(xte).float() / 255)
     assert ds.y_train.tolist() == ytr.tolist() and ds.y_test.tolist() == yte.tolist()
     assert ds.class_names == ("0", "1", "2") and ds.name == f"idx:{tmp_path}"
 
@@ -186,7 +189,7 @@ def test_idx_train_only_and_no_labels(cache, tmp_path):
     ds = load_dataset(f"idx:{tmp_path}", cache_dir=cache)
     check_common(ds, 45, 5, (1, 6, 5), None)
     assert (ds.y_train == -1).all() and (ds.y_test == -1).all() and ds.class_names is None
-    together = torch.cat([ds.x_train, ds.x_test])[:, 0].mul(255).round().to(torch.uint8)
+    together = torch.cat([ds.x_train[:], ds.x_test[:]])[:, 0].mul(255).round().to(torch.uint8)
     assert sorted(map(bytes, together.numpy())) == sorted(map(bytes, x))   # a partition, nothing lost
     clear_memo()
     assert same(ds, load_dataset(f"idx:{tmp_path}", cache_dir=cache))
@@ -305,7 +308,7 @@ def test_folder_with_classes(cache, tmp_path):
     check_common(ds, 11, 1, (1, 28, 28), 2)
     assert ds.class_names == ("cats", "dogs") and ds.preprocess == "fit"
     assert any("skipped 1" in n for n in ds.notes)
-    x = torch.cat([ds.x_train, ds.x_test])
+    x = torch.cat([ds.x_train[:], ds.x_test[:]])
     y = torch.cat([ds.y_train, ds.y_test])
     means = x.mean(dim=(1, 2, 3))
     assert (means[y == 0] < 0.3).all() and (means[y == 1] > 0.7).all()   # labels follow the folders
@@ -366,16 +369,26 @@ def test_zip_traversal_entries_skipped(cache, tmp_path, monkeypatch):
     assert any("skipped 2 zip entries" in n for n in ds.notes)
 
 
+def write_bomb(archive: Path, name: str = "bomb.png", mib: int = 100) -> None:
+    """A real zip bomb: ``mib`` MiB of zeros deflated ~1000x (the most deflate can do)."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        with zf.open(name, "w", force_zip64=True) as fh:
+            chunk = bytes(4 << 20)
+            for _ in range(mib // 4):
+                fh.write(chunk)
+
+
 def test_zip_bomb_refused(cache, tmp_path):
     archive = tmp_path / "bomb.zip"
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        with zf.open("bomb.png", "w", force_zip64=True) as fh:
-            chunk = bytes(4 << 20)
-            for _ in range(150):                                   # 600 MiB of zeros, ~3 MB on disk
-                fh.write(chunk)
-    assert archive.stat().st_size < 10 << 20
-    with pytest.raises(DatasetError, match="zip bomb"):
+    write_bomb(archive)                                            # 100 MiB of zeros, ~100 KB on disk
+    assert archive.stat().st_size < 1 << 20
+    with pytest.raises(DatasetError, match="zip bomb") as refused:
         load_dataset(f"folder:{archive}", cache_dir=cache)
+    assert "bomb.png" in str(refused.value) and "1,0" in str(refused.value)   # names it, with its ~1,000x ratio
+    npz = tmp_path / "bomb.npz"                                    # an .npz is a zip: the same check
+    write_bomb(npz, "x.npy")
+    with pytest.raises(DatasetError, match="zip bomb"):
+        load_dataset(f"folder:{npz}", cache_dir=cache)
 
 
 def test_zip_member_count_cap(cache, tmp_path, monkeypatch):
@@ -395,7 +408,7 @@ def test_npz(cache, tmp_path):
     np.savez(tmp_path / "a.npz", x=x, y=y)
     ds = load_dataset(f"folder:{tmp_path / 'a.npz'}", cache_dir=cache)
     check_common(ds, 27, 3, (1, 28, 28), 2)
-    together = torch.cat([ds.x_train, ds.x_test]).mul(255).round().to(torch.uint8)[:, 0].numpy()
+    together = torch.cat([ds.x_train[:], ds.x_test[:]]).mul(255).round().to(torch.uint8)[:, 0].numpy()
     assert sorted(map(bytes, together)) == sorted(map(bytes, x))   # same size: pixels kept exactly
 
     np.savez(tmp_path / "b.npz", images=rng.random((10, 12, 16, 3), dtype=np.float32))

@@ -40,7 +40,7 @@ def test_run_round_trips_through_its_directory(tmp_path):
     again = rd.load_snapshot(tmp_path / "run")
     x = load_dataset("digits").x_test
     with torch.no_grad():
-        torch.testing.assert_close(snap.model.encode(x).mu, again.model.encode(x).mu)
+        torch.testing.assert_close(snap.model.encode(x[:]).mu, again.model.encode(x[:]).mu)  # x[:]: the images as floats
     # The worker's logged test ELBO is reproduced exactly from the files alone (same seed).
     logged = epoch_lines(tmp_path / "run")[-1]["test_elbo"]
     assert evaluate_elbo(snap.model, x, seed=cfg.train.seed)["elbo"] == pytest.approx(logged, abs=1e-4)

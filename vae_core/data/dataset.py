@@ -1,5 +1,9 @@
 """What a dataset is: the loaded :class:`Dataset`, the unsplit :class:`RawData` a source builds
-and the disk cache stores, and the deterministic train/test split that turns one into the other."""
+and the disk cache stores, and the deterministic train/test split that turns one into the other.
+
+Images stay uint8 from the source to the batch: a :class:`Dataset`'s ``x_train`` and ``x_test``
+are :class:`ImageSet` views of the cached arrays (memory-mapped when they come from the cache),
+and become float32 in [0, 1] one batch at a time."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 import torch
 
 from .images import LUMA_WEIGHTS
+from .imageset import ImageSet
 
 # How a picture from outside is made to look like the dataset's images: "digit" follows MNIST's
 # recipe (see vae_core.data.digit), "fit" centre-crops and resizes.
@@ -22,12 +27,16 @@ class DatasetError(Exception):
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing tensors with == would raise
 class Dataset:
-    """A loaded dataset. Treat the tensors as read-only: loads are memoised and shared."""
+    """A loaded dataset. Read-only: loads are memoised and shared.
+
+    x_train, x_test: the images, uint8 underneath; ``x_test[ids]`` gives floats in [0, 1].
+    y_train, y_test: int64 labels, -1 where unknown.
+    """
 
     name: str
-    x_train: torch.Tensor
+    x_train: ImageSet
     y_train: torch.Tensor
-    x_test: torch.Tensor
+    x_test: ImageSet
     y_test: torch.Tensor
     class_names: tuple[str, ...] | None
     factor_names: tuple[str, ...] | None = None
@@ -37,16 +46,15 @@ class Dataset:
     notes: tuple[str, ...] = ()   # remarks from loading, e.g. how many files were skipped
 
     def __post_init__(self) -> None:
-        for label, t in (("x_train", self.x_train), ("x_test", self.x_test)):
-            if t.ndim != 4 or t.dtype != torch.float32:
-                raise ValueError(f"{label} must be a (N, C, H, W) float32 tensor, got {tuple(t.shape)} {t.dtype}")
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+        for label, x in (("x_train", self.x_train), ("x_test", self.x_test)):
+            if not isinstance(x, ImageSet):
+                raise ValueError(f"{label} must be an ImageSet, got {type(x).__name__}")
+        if self.x_train.image_shape != self.x_test.image_shape:
             raise ValueError("x_train and x_test must have the same image shape")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.x_train.shape[1:]
-        return (int(c), int(h), int(w))
+        return self.x_train.image_shape
 
     def __repr__(self) -> str:  # the default repr would print whole tensors
         classes = None if self.class_names is None else len(self.class_names)
@@ -104,47 +112,51 @@ def split_indices(y: np.ndarray, test_size: int | float, seed: int) -> tuple[np.
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
-def _to_tensor(a: np.ndarray, scale: float) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a))
-    return t.to(torch.float32).div_(scale).contiguous()   # builders guarantee 0..scale
-
-
-def _resize(x: torch.Tensor, size: int | None, channels: int | None) -> torch.Tensor:
-    """Bring built-in datasets to a requested size/channel count (chunked to bound memory)."""
-    out = []
-    for chunk in x.split(4096):
-        if size is not None and chunk.shape[-1] != size:
+def _resized(x: np.ndarray, scale: float, size: int | None, channels: int | None) -> np.ndarray:
+    """Built-in datasets brought to a requested size / channel count, as uint8 on the 0..255
+    scale (chunked, so memory stays bounded)."""
+    n, c, h, w = x.shape
+    out_c, out_h, out_w = channels or c, size or h, size or w
+    out = np.empty((n, out_c, out_h, out_w), np.uint8)
+    for i in range(0, n, 4096):
+        chunk = torch.as_tensor(np.array(x[i : i + 4096], np.float32)) / scale  # a copy: never write into the source
+        if size is not None and (h, w) != (size, size):
             chunk = torch.nn.functional.interpolate(chunk, size=(size, size), mode="bilinear",
                                                     align_corners=False, antialias=True)
-        if channels == 3 and chunk.shape[1] == 1:
-            chunk = chunk.expand(-1, 3, -1, -1)
-        elif channels == 1 and chunk.shape[1] == 3:
+        if out_c == 3 and chunk.shape[1] == 1:
+            chunk = chunk.repeat(1, 3, 1, 1)
+        elif out_c == 1 and chunk.shape[1] == 3:
             chunk = (chunk * torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        out.append(chunk.clamp(0.0, 1.0))
-    return torch.cat(out).contiguous() if out else x.new_zeros((0, channels or x.shape[1], size or x.shape[2],
-                                                                 size or x.shape[3]))
+        out[i : i + 4096] = chunk.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).numpy()
+    return out
 
 
 def assemble(name: str, raw: RawData, *, seed: int, test_size: int | float, image_size: int | None = None,
              channels: int | None = None) -> Dataset:
-    """Split ``raw`` (unless the source has its own test set) into a :class:`Dataset` of floats in [0, 1].
+    """Split ``raw`` (unless the source has its own test set) into a :class:`Dataset`.
 
-    image_size/channels: when given, images are resized / converted to them.
+    The split is two views of the same (possibly memory-mapped) array: nothing is copied.
+    image_size/channels: when given and different from the source's, the images are resized /
+    converted (into memory, on the 0..255 scale).
     """
-    if raw.x_test is not None:
-        x_tr, y_tr, f_tr = raw.x, raw.y, raw.factors
-        x_te, y_te, f_te = raw.x_test, raw.y_test, raw.factors_test
+    x, x_test, scale = raw.x, raw.x_test, raw.scale
+    c, h, w = x.shape[1:]
+    if (image_size is not None and (h, w) != (image_size, image_size)) or (channels is not None and channels != c):
+        x = _resized(x, scale, image_size, channels)
+        x_test = None if x_test is None else _resized(x_test, scale, image_size, channels)
+        scale = 255.0
+    if x_test is not None:
+        tr_x, te_x = ImageSet(x, scale), ImageSet(x_test, scale)
+        y_tr, y_te, f_tr, f_te = raw.y, raw.y_test, raw.factors, raw.factors_test
     else:
         tr, te = split_indices(raw.y, test_size, seed)
-        x_tr, y_tr, x_te, y_te = raw.x[tr], raw.y[tr], raw.x[te], raw.y[te]
+        tr_x, te_x = ImageSet(x, scale, tr), ImageSet(x, scale, te)
+        y_tr, y_te = raw.y[tr], raw.y[te]
         f_tr = f_te = None
         if raw.factors is not None:
             f_tr, f_te = raw.factors[tr], raw.factors[te]
-    xt_tr, xt_te = _to_tensor(x_tr, raw.scale), _to_tensor(x_te, raw.scale)
-    if image_size is not None or channels is not None:
-        xt_tr, xt_te = _resize(xt_tr, image_size, channels), _resize(xt_te, image_size, channels)
     as_long = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
     as_f32 = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    return Dataset(name=name, x_train=xt_tr, y_train=as_long(y_tr), x_test=xt_te, y_test=as_long(y_te),
+    return Dataset(name=name, x_train=tr_x, y_train=as_long(y_tr), x_test=te_x, y_test=as_long(y_te),
                    class_names=raw.class_names, factor_names=raw.factor_names, factors_train=as_f32(f_tr),
                    factors_test=as_f32(f_te), preprocess=raw.preprocess, notes=raw.notes)  # type: ignore[arg-type]

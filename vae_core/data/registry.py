@@ -4,8 +4,8 @@ A spec is ``mnist``, ``digits``, ``fashion-mnist``, ``fashion-mnist:<folder>``,
 ``idx:<folder>``, ``shapes``, ``shapes:<size>`` or ``folder:<path>``. :func:`load_dataset`
 turns one into a :class:`~vae_core.data.dataset.Dataset` of float32 tensors in ``[0, 1]``
 with a deterministic train/test split. A source is decoded once into the disk cache
-(:mod:`vae_core.data.cache`), and loaded datasets are memoised in-process, so repeated
-loads are cheap.
+(:mod:`vae_core.data.cache`, whose images are then memory-mapped), and loaded datasets and
+folder scans are memoised in-process, so repeated loads are cheap.
 """
 
 from __future__ import annotations
@@ -96,18 +96,24 @@ _key_locks: dict[tuple, threading.Lock] = {}
 
 
 def clear_memo() -> None:
-    """Forget in-process loaded datasets (the disk cache is kept)."""
+    """Forget what this process remembers of datasets: loaded datasets, folder scans and which
+    cache files were checksummed (the disk cache is kept)."""
     with _memo_lock:
         _memo.clear()
+    folder.clear_scan_memo()
+    cache.clear_verified()
 
 
 def load_dataset(spec: str, *, image_size: int | None = None, channels: int | None = None, seed: int = 0,
-                 cache_dir: str | Path | None = None) -> Dataset:
+                 cache_dir: str | Path | None = None, progress: Callable[[int, int], None] | None = None) -> Dataset:
     """Load a dataset by spec. Deterministic for a given (spec, options, seed); offline only.
 
     image_size/channels: for ``folder:`` the target size (default 28) and 1 (grayscale, default) or 3 (RGB);
     for other datasets, when given and different from the native format, images are resized/converted.
     seed: chooses the train/test split where the source has none.
+    progress: called as ``progress(done, total)`` while the source is decoded into the disk cache
+    (per file for folders and zips, in chunks otherwise); never when the cache is reused.
+    Notes on the loaded data (skipped files, a cache entry rebuilt) are also issued as RuntimeWarnings.
     """
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or not 4 <= image_size <= 512):
@@ -130,7 +136,8 @@ def load_dataset(spec: str, *, image_size: int | None = None, channels: int | No
         with _memo_lock:
             if key in _memo:
                 return _memo[key]
-        raw = cache.load_or_build(plan.kind, plan.key, plan.build, cache_dir)
+        raw = cache.load_or_build(plan.kind, plan.key, plan.build, cache_dir, origin=plan.origin,
+                                  progress=progress)
         for note in raw.notes:
             warnings.warn(f"{name}: {note}", RuntimeWarning, stacklevel=2)
         resize = {"image_size": image_size, "channels": channels} if plan.post_resize else {}

@@ -21,6 +21,7 @@ Likelihood = Literal["bernoulli", "gaussian_fixed", "gaussian_learned"]
 Objective = Literal["elbo", "iwae"]
 KLEstimator = Literal["analytic", "monte_carlo"]
 LRSchedule = Literal["cosine", "constant"]
+DataPlacement = Literal["auto", "device", "stream"]
 
 # Hard limits that keep a typo in a form from allocating a huge model or diverging at once.
 MAX_LATENT_DIM = 512
@@ -104,9 +105,15 @@ class TrainConfig:
     snapshot_every_s: weights are published within an epoch at most this often; an epoch's end
         publishes too unless a snapshot went out less than min(this, 2 s) ago.
     log_every_steps: a metrics line (and the only host sync) every this many steps.
+    data_placement: "device" keeps the training images (as uint8) on the training device for the
+        whole run; "stream" reads each batch from the dataset cache, the next one while the
+        current one trains; "auto" streams only what does not fit (``data.feed.choose_placement``).
     num_threads: CPU threads for the worker; None takes every core, or all but one when the
         web app launched the worker (``vae_core.trainer.worker_threads``).
     max_steps: stop after this many optimiser steps (for quick checks); None trains all epochs.
+    nproc: training processes on this machine (DDP launched by torchrun, one per GPU on cuda,
+        gloo processes on CPU); 1 trains in one process. ``batch_size`` and ``lr`` stay the
+        global ones whatever the number of processes.
     """
 
     dataset: str = "mnist"
@@ -127,6 +134,8 @@ class TrainConfig:
     log_every_steps: int = 25
     num_threads: int | None = None
     max_steps: int | None = None
+    data_placement: DataPlacement = "auto"
+    nproc: int = 1
 
     def validate(self) -> "TrainConfig":
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -145,6 +154,8 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps, got {self.device!r}")
         _check_range("snapshot_every_s", self.snapshot_every_s, 0.0, 86_400.0)
         _check_range("log_every_steps", self.log_every_steps, 1, 1_000_000, integer=True)
+        _check_literal("data_placement", self.data_placement, DataPlacement)
+        _check_range("nproc", self.nproc, 1, 64, integer=True)
         if self.num_threads is not None:
             _check_range("num_threads", self.num_threads, 1, 1024, integer=True)
         if self.max_steps is not None:

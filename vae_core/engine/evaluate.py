@@ -1,6 +1,8 @@
 """Test-set evaluation: ELBO, the importance-weighted bound (IWAE NLL) and active units.
 
-Shared by the trainer (test ELBO each epoch), the CLI's ``eval`` and the UI.
+Shared by the trainer (test ELBO each epoch), the CLI's ``eval`` and the UI. Every function
+takes a data set ``x`` as a float tensor or a ``data.ImageSet`` (uint8 underneath) and reads it
+a batch at a time onto the model's device, so memory stays bounded whatever its size.
 """
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.imageset import iter_float_batches
 from .objectives import auto_chunk_size, elbo_terms, gaussian_kl_per_dim, iwae_bound
+from .protocol import device_of
 
 IWAE_CHUNK_FLOATS = 8_000_000  # decoder outputs per chunk in evaluate_iwae
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x E_q[z_d] > 0.01
@@ -35,17 +39,17 @@ class TestSetEvaluation:
 
 
 @torch.no_grad()
-def evaluate_test_set(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> TestSetEvaluation:
+def evaluate_test_set(model, x, batch_size: int = 1000, seed: int = 0) -> TestSetEvaluation:
     """Mean ELBO and its terms over x, one posterior sample per example, seeded; the posteriors
     it computed on the way come back too, so a caller that also wants the codes encodes once."""
     was_training = getattr(model, "training", False)
     model.eval()
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    ll_sum = torch.zeros((), device=x.device, dtype=torch.float64)
-    kl_sum = torch.zeros((), device=x.device, dtype=torch.float64)
+    device, _ = device_of(model)
+    g = torch.Generator(device=device).manual_seed(seed)
+    ll_sum = torch.zeros((), device=device, dtype=torch.float64)
+    kl_sum = torch.zeros((), device=device, dtype=torch.float64)
     mus, logvars = [], []
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size]
+    for xb in iter_float_batches(x, batch_size, device):
         post = model.encode(xb)
         t = elbo_terms(model, xb, generator=g, post=post)
         ll_sum += t.log_likelihood.double().sum()
@@ -55,12 +59,12 @@ def evaluate_test_set(model, x: torch.Tensor, batch_size: int = 1000, seed: int 
     model.train(was_training)
     n = max(1, len(x))
     d = getattr(model, "latent_dim", 0)
-    mu = torch.cat(mus) if mus else torch.zeros((0, d), device=x.device)
-    logvar = torch.cat(logvars) if logvars else torch.zeros((0, d), device=x.device)
+    mu = torch.cat(mus) if mus else torch.zeros((0, d), device=device)
+    logvar = torch.cat(logvars) if logvars else torch.zeros((0, d), device=device)
     return TestSetEvaluation(ll_sum.item() / n, kl_sum.item() / n, mu, logvar)
 
 
-def evaluate_elbo(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dict[str, float]:
+def evaluate_elbo(model, x, batch_size: int = 1000, seed: int = 0) -> dict[str, float]:
     """Mean test ELBO and its terms (nats per example), one posterior sample per example, seeded."""
     return evaluate_test_set(model, x, batch_size, seed).terms()
 
@@ -68,7 +72,7 @@ def evaluate_elbo(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0)
 @torch.no_grad()
 def evaluate_iwae(
     model,
-    x: torch.Tensor,
+    x,
     k: int,
     batch_size: int = 100,
     seed: int = 0,
@@ -82,25 +86,27 @@ def evaluate_iwae(
     the chunk's tensors stay nearer the cache, and the matmuls are still large.
     """
     model.eval()
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    pixels = x[0].numel()
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size]
-        chunk = auto_chunk_size(len(xb), pixels, budget_floats=IWAE_CHUNK_FLOATS)
+    device, _ = device_of(model)
+    g = torch.Generator(device=device).manual_seed(seed)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    done = 0
+    for xb in iter_float_batches(x, batch_size, device):
+        chunk = auto_chunk_size(len(xb), xb[0].numel(), budget_floats=IWAE_CHUNK_FLOATS)
         total += iwae_bound(model, xb, k, chunk_size=chunk, generator=g).double().sum()
+        done += len(xb)
         if progress:
-            progress(min(i + batch_size, len(x)), len(x))
+            progress(done, len(x))
     return total.item() / max(1, len(x))
 
 
 @torch.no_grad()
-def posterior_stats(model, x: torch.Tensor, batch_size: int = 1000) -> dict[str, torch.Tensor]:
+def posterior_stats(model, x, batch_size: int = 1000) -> dict[str, torch.Tensor]:
     """Per-dimension statistics of q(z|x) over a data set: see ``code_stats``."""
     model.eval()
+    device, _ = device_of(model)
     mus, logvars = [], []
-    for i in range(0, len(x), batch_size):
-        post = model.encode(x[i : i + batch_size])
+    for xb in iter_float_batches(x, batch_size, device):
+        post = model.encode(xb)
         mus.append(post.mu)
         logvars.append(post.logvar)
     return code_stats(torch.cat(mus), torch.cat(logvars))

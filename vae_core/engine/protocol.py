@@ -79,3 +79,10 @@ class LatentModel(Protocol):
 
     def sample_x(self, decoded: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One draw x ~ p(x|z), brought into the input's value range for display."""
+
+
+def device_of(model) -> tuple[torch.device, torch.dtype]:
+    """Where a model's weights live and their float type: its inputs must be brought there."""
+    for p in model.parameters():
+        return p.device, p.dtype
+    return torch.device("cpu"), torch.float32

@@ -32,8 +32,10 @@ import numpy as np
 import torch
 
 from .. import explore
+from ..data.imageset import iter_float_batches
 from ..engine.config import RunConfig
 from ..engine.evaluate import evaluate_elbo
+from ..engine.protocol import device_of
 from ..runs import sweeps
 from ..runs.manager import RunManager
 from ..runs.sweeps import (  # re-exported: the page reaches a sweep's lifecycle through this lab
@@ -125,12 +127,18 @@ def rate_distortion(snapshot, x: torch.Tensor, seed: int = 0) -> RateDistortion:
     return RateDistortion(rate=ev["kl"], distortion=-ev["log_likelihood"])
 
 
-def squared_error(model, x: torch.Tensor) -> float:
+@torch.no_grad()
+def squared_error(model, x, batch_size: int = 1000) -> float:
     """Mean over examples of ||x - E[x|z=mu]||², summed over pixels: a distortion in pixel units that
-    means the same for every decoder (the Gaussian's nats shift with log σ, Bernoulli's are not comparable)."""
-    rec = explore.reconstruct(model, x).mean  # (N, C, H, W)
-    xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    return float(((xs - rec) ** 2).reshape(len(xs), -1).sum(1).mean())
+    means the same for every decoder (the Gaussian's nats shift with log σ, Bernoulli's are not comparable).
+    x: float images (N, C, H, W) or an ImageSet, read a batch at a time."""
+    device, _ = device_of(model)
+    total, n = 0.0, 0
+    for xb in iter_float_batches(x, batch_size, device):
+        rec = model.decoder_mean(model.decode(model.encode(xb).mu))  # (B, C, H, W)
+        total += float((xb - rec).pow(2).flatten(1).sum(1).double().sum())
+        n += len(xb)
+    return total / max(1, n)
 
 
 class GaussianBalance(NamedTuple):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .. import explore
+from ..data.imageset import ImageSet
 
 DEFAULT_BINS = 20  # Locatello et al. (2019) use 20 equal-width bins for MIG
 DEFAULT_SAMPLES = 10_000  # codes used for the metrics: histogram bias ~ bins*values/(2N) stays small
@@ -245,7 +246,7 @@ def factor_report(model, x, factors, factor_names, n: int = DEFAULT_SAMPLES, bin
     """
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(x), size=min(n, len(x)), replace=False))
-    xs = x[torch.as_tensor(idx)] if isinstance(x, torch.Tensor) else np.asarray(x)[idx]
+    xs = x[idx] if isinstance(x, ImageSet) else x[torch.as_tensor(idx)] if isinstance(x, torch.Tensor) else np.asarray(x)[idx]
     fs = np.asarray(factors)[idx]  # (n, K)
     codes = explore.encode(model, xs)
     mu = codes.mu  # (n, D)

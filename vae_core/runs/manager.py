@@ -32,7 +32,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..engine.config import ModelConfig, RunConfig, TrainConfig
 from . import rundir as rd
@@ -70,11 +70,15 @@ class StartResult:
 
 
 def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, channels: int | None = None,
-                   model: dict | None = None, train: dict | None = None) -> RunConfig:
-    """A validated RunConfig whose model input shape is read from the dataset itself."""
+                   model: dict | None = None, train: dict | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> RunConfig:
+    """A validated RunConfig whose model input shape is read from the dataset itself.
+
+    progress: ``progress(done, total)`` while the dataset is first decoded into the disk cache.
+    """
     from ..data import load_dataset
 
-    data = load_dataset(dataset, image_size=image_size, channels=channels)
+    data = load_dataset(dataset, image_size=image_size, channels=channels, progress=progress)
     mc = ModelConfig(input_shape=tuple(data.image_shape), **(model or {}))
     tc = TrainConfig(dataset=dataset, image_size=image_size, channels=channels, **(train or {}))
     return RunConfig(model=mc, train=tc).validate()

@@ -9,9 +9,10 @@ directory (see ``rundir``), which the UI reads.
 ``TrainLoop`` is one run, step by step: draw a batch, take an optimiser step, log a window,
 publish a snapshot, poll for control requests, end an epoch.
 
-Hot loop rules: the whole dataset sits on the training device and batches are
-random-permutation indices (no per-sample DataLoader); loss terms accumulate on the device
-and the host syncs only every ``log_every_steps`` steps, when it logs.
+Hot loop rules: batches are random-permutation indices (no per-sample DataLoader) served by a
+``data.feed`` (the whole set on the training device as uint8 when it fits, else streamed from
+the dataset cache one batch ahead); loss terms accumulate on the device and the host syncs
+only every ``log_every_steps`` steps, when it logs.
 """
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+import numpy as np
 import torch
 
 from ..data import load_dataset
+from ..data.feed import choose_placement, make_feed
 from ..engine.config import RunConfig, TrainConfig
 from ..engine.device import pick_device
 from ..engine.evaluate import evaluate_test_set
@@ -176,9 +179,10 @@ class TrainLoop:
         if tuple(data.image_shape) != tuple(self.model.input_spec.shape):
             raise ValueError(f"the model expects inputs of shape {tuple(self.model.input_spec.shape)} "
                              f"but {tc.dataset} has {data.image_shape}")
-        self.x_train = data.x_train.to(self.device)  # (N, C, H, W), resident for the whole run
-        self.x_test = data.x_test.to(self.device)
-        n = len(self.x_train)
+        self.feed = make_feed(data.x_train, self.device, tc.data_placement)
+        small_test = choose_placement(data.x_test, self.device) == "device"
+        self.x_test = data.x_test.to(self.device) if small_test else data.x_test  # read in batches when evaluating
+        n = self.n_train = len(data.x_train)
         self.batch = min(tc.batch_size, n)  # a batch larger than the data set is the whole set
         self.steps_per_epoch = max(1, n // self.batch)  # drop the ragged last batch: equal-size steps
         self.total_steps = self.steps_per_epoch * tc.epochs
@@ -195,7 +199,7 @@ class TrainLoop:
                 self.optimizer = make_optimizer(self.model, tc.lr)  # stale optimiser file: restart its moments
         self.start_epoch = self.step // self.steps_per_epoch
         self.model.train()
-        self.generator = torch.Generator(device=self.device).manual_seed(tc.seed + self.start_epoch)
+        self.generator = torch.Generator().manual_seed(tc.seed + self.start_epoch)  # on the CPU: the feed reads there
         self.fault_at = _fault_step()
 
         self.window = _Window.empty(self.device)
@@ -207,7 +211,9 @@ class TrainLoop:
         self.t_last_snapshot = self.t_last_poll = self.t_last_heartbeat = time.monotonic()
         status.update(state="running", device=str(self.device), threads=torch.get_num_threads(),
                       total_steps=self.total_steps, step=self.step, epoch=self.start_epoch,
-                      steps_per_epoch=self.steps_per_epoch, n_train=n, n_test=len(self.x_test), heartbeat=time.time())
+                      steps_per_epoch=self.steps_per_epoch, n_train=n, n_test=len(self.x_test),
+                      data_placement=self.feed.placement, data_mb=round(data.x_train.nbytes / 2**20, 1),
+                      heartbeat=time.time())
         rd.write_status(run_dir, **status)
 
     # --- the loop -------------------------------------------------------------------------
@@ -218,11 +224,11 @@ class TrainLoop:
         for epoch in range(self.start_epoch, self.tc.epochs):
             if self.step >= self.total_steps:
                 break
-            for idx in self.epoch_batches(epoch):
+            for xb in self.feed.batches(self.epoch_batches(epoch)):
                 if self.stop_requested():
                     outcome = "stopped"
                     break
-                self.train_step(idx)
+                self.train_step(xb)
             if outcome == "stopped":
                 break
             self.end_epoch(epoch)
@@ -230,17 +236,16 @@ class TrainLoop:
         self.publish_snapshot(summary=True)
         return outcome
 
-    def epoch_batches(self, epoch: int):
-        """Index batches of this epoch's permutation, from where a resumed run left off."""
-        perm = torch.randperm(len(self.x_train), device=self.device, generator=self.generator)
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """Index batches of this epoch's permutation, from where a resumed run left off, up to
+        the run's last step (a list, so a streaming feed can read ahead)."""
+        perm = torch.randperm(self.n_train, generator=self.generator).numpy()
         first = self.step - epoch * self.steps_per_epoch if epoch == self.start_epoch else 0
-        for b in range(max(0, first), self.steps_per_epoch):
-            if self.step >= self.total_steps:
-                return
-            yield perm[b * self.batch : (b + 1) * self.batch]
+        last = min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
+        return [perm[b * self.batch : (b + 1) * self.batch] for b in range(max(0, first), last)]
 
-    def train_step(self, idx: torch.Tensor) -> None:
-        xb = self.x_train.index_select(0, idx)  # a row gather; x_train[idx] takes the slower generic index kernel
+    def train_step(self, xb: torch.Tensor) -> None:
+        """One optimiser step on the batch ``xb`` (float images on the device)."""
         lr = learning_rate(self.tc, self.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -256,7 +261,7 @@ class TrainLoop:
         w.log_likelihood += terms.log_likelihood.detach().mean()
         w.kl += terms.kl.detach().mean()
         w.steps += 1
-        w.samples += len(idx)
+        w.samples += len(xb)
         if self.step % self.tc.log_every_steps == 0:
             self.log_window()
             if time.monotonic() - self.t_last_snapshot >= self.tc.snapshot_every_s:

