@@ -71,13 +71,12 @@ def image_rows(rows: list[tuple[str, np.ndarray]], ids: np.ndarray, rec: explore
                     help=f"−log p(x|z) ≈ {-rec.log_likelihood[k]:.1f} + KL {rec.kl[k]:.1f} nats")
 
 
-@_ui.per_snapshot(max_entries=16, spinner="Scoring every test image…")
-def worst_then_best(snap, *, x) -> tuple[np.ndarray, explore.Reconstruction]:
-    """The worst then the best reconstructed test images: (indices, their reconstructions)."""
-    full = explore.reconstruct(snap.model, x)  # one seeded pass over the test set: ranks and numbers agree
-    best, worst = explore.rank_by_loss(full.per_example_loss, n=N_BEST_WORST)
-    ids = np.concatenate([worst, best])
-    return ids, _subset(full, ids)
+@_ui.per_snapshot(max_entries=16, progress="Scoring every test image")
+def worst_then_best(snap, *, x, progress) -> tuple[np.ndarray, explore.Reconstruction]:
+    """The worst then the best reconstructed test images: (indices, their reconstructions).
+    One seeded scoring pass over the test set, a batch at a time and keeping only the losses
+    (ranks and numbers agree); only the chosen images are then read and decoded."""
+    return explore.worst_and_best(snap.model, x, n=N_BEST_WORST, progress=progress)
 
 
 def _subset(rec: explore.Reconstruction, ids) -> explore.Reconstruction:

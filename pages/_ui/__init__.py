@@ -7,6 +7,7 @@ from .cache import (
     cached_result,
     per_snapshot,
     pinned,
+    progress_bar,
     remember_result,
     result_on_request,
 )
@@ -25,6 +26,7 @@ from .runs import (
     refresh_every,
     require_snapshot,
     rerun_when_run_ends,
+    run_config,
     run_dataset,
     say_health,
     select_run,
@@ -38,7 +40,7 @@ from .runs import (
 
 __all__ = [
     "DEFAULT_RUN", "LIVE_REFRESH_S", "cached_result", "dataset", "display_scale", "encoded_test_set", "flash",
-    "grid", "guard", "guarded", "health", "live_snapshot", "manager", "page_context", "per_snapshot", "picture", "pinned", "refresh_every",
-    "remember_result", "require_snapshot", "rerun_when_run_ends", "result_on_request", "run_dataset",
+    "grid", "guard", "guarded", "health", "live_snapshot", "manager", "page_context", "per_snapshot", "picture", "pinned", "progress_bar", "refresh_every",
+    "remember_result", "require_snapshot", "rerun_when_run_ends", "result_on_request", "run_config", "run_dataset",
     "say_health", "select_run", "selected_run", "show_flash", "snapshot", "snapshot_caption", "spread", "start_default_run", "traverse_from",
 ]

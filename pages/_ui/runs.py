@@ -6,6 +6,8 @@ in worker processes the RunManager starts; pages only read run directories throu
 """
 from __future__ import annotations
 
+import inspect
+
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
@@ -14,7 +16,7 @@ from vae_core.data import Dataset, DatasetError, load_dataset
 from vae_core.runs import rundir as rd
 from vae_core.runs.manager import RunManager, new_run_config
 
-from .cache import per_snapshot
+from .cache import cached_result, per_snapshot, progress_bar, remember_result
 from .health import health
 from .state import FLASH, LIVE_RUN, SELECTED_RUN, TRAVERSE_BASE, TraverseBase
 
@@ -30,9 +32,29 @@ def manager() -> RunManager:
     return RunManager()
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the dataset…")
+DATASETS_KEPT = 4  # loaded datasets the server keeps: views of the disk cache, uint8, mostly memory-mapped
+
+
 def dataset(spec: str, image_size: int | None = None, channels: int | None = None, seed: int = 0) -> Dataset:
-    return load_dataset(spec, image_size=image_size, channels=channels, seed=seed)
+    """The dataset ``spec``, kept for every session. A dataset is uint8 images that are read a
+    batch at a time (memory-mapped from the disk cache), so keeping it costs little; the first
+    load of a source decodes every file into that cache, which a progress bar shows."""
+    key = (spec, image_size, channels, seed)
+    if (hit := cached_result("datasets", key)) is not None:
+        return hit
+    with st.spinner("Loading the dataset…"), progress_bar(f"Decoding **{spec}** into the dataset cache (once)") as bar:
+        ds = load_dataset(spec, image_size=image_size, channels=channels, seed=seed, progress=bar)
+    remember_result("datasets", key, ds, limit=DATASETS_KEPT)
+    return ds
+
+
+def run_config(dataset: str, **options):
+    """``new_run_config(dataset, **options)``, with a progress bar while it decodes a dataset
+    into the cache for the first time (it reads the dataset to learn the image shape)."""
+    with progress_bar(f"Decoding **{dataset}** into the dataset cache (once)") as bar:
+        if "progress" in inspect.signature(new_run_config).parameters:
+            options["progress"] = bar
+        return new_run_config(dataset, **options)
 
 
 # Room for a whole sweep (up to 8 runs in the β lab) beside the selected run and a few others.
@@ -131,7 +153,7 @@ def rerun_when_run_ends(name: str, active: bool | None = None) -> None:
 
 
 def start_default_run() -> None:
-    res = manager().start(new_run_config(DEFAULT_RUN["dataset"], model=DEFAULT_RUN["model"], train=DEFAULT_RUN["train"]))
+    res = manager().start(run_config(DEFAULT_RUN["dataset"], model=DEFAULT_RUN["model"], train=DEFAULT_RUN["train"]))
     select_run(res.name)
 
 

@@ -355,3 +355,152 @@ def test_sigma_ellipses():
     np.testing.assert_allclose(((xs - 1.0) / 1.0) ** 2 + ((ys + 2.0) / 0.5) ** 2, 1.0)  # half-axes 2*sigma
     np.testing.assert_allclose([xs[0], ys[0]], [xs[-1], ys[-1]])  # closed
     assert len(ex.sigma_ellipses(codes, 1)) == 1
+
+
+# --- whole sets a batch at a time (issue 11) ----------------------------------------------------
+def _image_set(n=2500, shape=(1, 8, 8), seed=2, memmap_dir=None):
+    """An ImageSet of n random uint8 images; memory-mapped from a .npy file when memmap_dir is given."""
+    from vae_core.data.imageset import ImageSet
+
+    u8 = np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    if memmap_dir is not None:
+        path = memmap_dir / "x.npy"
+        np.save(path, u8)
+        u8 = np.load(path, mmap_mode="r")
+    return ImageSet(u8)
+
+
+class _RowRecorder:
+    """Wraps ImageSet.to_float: the rows of every float batch read from an ImageSet."""
+
+    def __init__(self, monkeypatch):
+        from vae_core.data.imageset import ImageSet
+
+        self.rows: list[int] = []
+        original = ImageSet.to_float
+
+        def to_float(this, u8, device=None):
+            out = original(this, u8, device)
+            self.rows.append(1 if out.dim() == 3 else len(out))
+            return out
+
+        monkeypatch.setattr(ImageSet, "to_float", to_float)
+
+
+def test_score_examples_equals_reconstruct_without_images(monkeypatch):
+    model, x = make_model(latent_dim=3), _image_set(n=2500)
+    rec = ex.reconstruct(model, x, seed=4)
+    seen = []
+    rows = _RowRecorder(monkeypatch)
+    s = ex.score_examples(model, x, seed=4, progress=lambda done, total: seen.append((done, total)))
+    assert len(s) == len(x)
+    np.testing.assert_array_equal(s.per_example_loss, rec.per_example_loss)
+    np.testing.assert_array_equal(s.log_likelihood, rec.log_likelihood)
+    np.testing.assert_array_equal(s.kl, rec.kl)
+    assert seen == [(1000, 2500), (2000, 2500), (2500, 2500)]
+    assert max(rows.rows) == ex.BATCH  # a batch at a time
+    # A float tensor and a single image score the same way.
+    t = x[:30]
+    np.testing.assert_array_equal(ex.score_examples(model, t, seed=1).per_example_loss,
+                                  ex.reconstruct(model, t, seed=1).per_example_loss)
+    assert len(ex.score_examples(model, t[0])) == 1
+
+
+def test_worst_and_best_reads_only_the_chosen_rows(monkeypatch):
+    model, x = make_model(latent_dim=3), _image_set(n=2500)
+    full = ex.reconstruct(model, x, seed=0)  # the old way: every reconstruction kept
+    rows = _RowRecorder(monkeypatch)
+    ids, rec = ex.worst_and_best(model, x, n=8, seed=0)
+    best, worst = ex.rank_by_loss(full.per_example_loss, 8)
+    np.testing.assert_array_equal(ids, np.concatenate([worst, best]))
+    np.testing.assert_array_equal(rec.per_example_loss, full.per_example_loss[ids])
+    np.testing.assert_array_equal(rec.kl, full.kl[ids])
+    np.testing.assert_allclose(rec.mean, full.mean[ids], atol=1e-6)  # decoder means at mu: no randomness
+    assert rec.sampled is None and rec.mean.shape == (16, 1, 8, 8)
+    assert max(rows.rows) <= ex.BATCH and rows.rows[-1] == 16  # scoring batches, then the 16 chosen rows
+    # best_and_worst (kept) gives the same ranking without keeping images
+    b, w = ex.best_and_worst(model, x, n=8)
+    np.testing.assert_array_equal(b, best)
+    np.testing.assert_array_equal(w, worst)
+    # fewer examples than asked for, and a tensor input
+    ids, rec = ex.worst_and_best(model, x[:3], n=8)
+    assert sorted(ids[:3].tolist()) == [0, 1, 2] and len(rec.mean) == 6
+
+
+def test_posterior_means_over_a_memory_mapped_set(monkeypatch, tmp_path):
+    model, x = make_model(latent_dim=3), _image_set(n=2300, memmap_dir=tmp_path)
+    assert x.memory_mapped
+    rows = _RowRecorder(monkeypatch)
+    seen = []
+    mu = ex.posterior_means(model, x, batch_size=512, progress=lambda d, t: seen.append((d, t)))
+    assert mu.shape == (2300, 3) and mu.dtype == np.float32
+    assert max(rows.rows) == 512 and seen[-1] == (2300, 2300) and len(seen) == 5
+    np.testing.assert_allclose(mu, ex.encode(model, x).mu, atol=1e-6)
+    assert ex.posterior_means(model, x.subset(np.arange(0)), progress=lambda d, t: None).shape == (0, 3)
+
+
+def _brute_force(mu, z, k):
+    """All distances at once, sorted by (distance, index): the answer the chunked search must give."""
+    dist = np.sqrt(((np.asarray(mu, np.float64) - np.asarray(z, np.float64)) ** 2).sum(1))
+    order = np.lexsort((np.arange(len(dist)), dist))[:k]
+    return order, dist[order]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 64, None])
+def test_nearest_neighbours_chunked_equals_brute_force(chunk_rows):
+    rng = np.random.default_rng(3)
+    mu = rng.normal(size=(500, 4)).astype(np.float32)
+    for q, k in ((mu[17], 8), (rng.normal(size=4), 5), (mu[3], 1), (mu[0], 500), (mu[0], 900)):
+        idx, dist = ex.nearest_neighbours_chunked(mu, q, k, chunk_rows=chunk_rows)
+        ref_i, ref_d = _brute_force(mu, q, k)
+        np.testing.assert_array_equal(idx, ref_i)
+        np.testing.assert_array_equal(dist, ref_d)
+        assert idx.dtype == np.int64
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 5, 16, None])
+def test_nearest_neighbours_chunked_ties_go_to_the_lower_index(chunk_rows):
+    # Many codes at exactly the same distances, across chunk boundaries: the lowest indices win.
+    base = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [2.0, 0.0]], np.float32)
+    mu = np.concatenate([base[[5, 1, 2, 0, 3, 4, 0, 1, 5, 2]] for _ in range(4)])  # (40, 2)
+    for k in (1, 3, 6, 9, 17, 40):
+        idx, dist = ex.nearest_neighbours_chunked(mu, [0.0, 0.0], k, chunk_rows=chunk_rows)
+        ref_i, ref_d = _brute_force(mu, [0.0, 0.0], k)
+        np.testing.assert_array_equal(idx, ref_i)
+        np.testing.assert_array_equal(dist, ref_d)
+    # a collapsed encoder: every code the same, so every distance ties
+    same = np.ones((1000, 3), np.float32)
+    idx, dist = ex.nearest_neighbours_chunked(same, np.zeros(3), 8, chunk_rows=chunk_rows)
+    np.testing.assert_array_equal(idx, np.arange(8))
+    assert (dist == np.sqrt(3.0)).all()
+
+
+def test_nearest_neighbours_is_the_chunked_search_and_handles_edges():
+    rng = np.random.default_rng(4)
+    mu = rng.normal(size=(300, 3)).astype(np.float32)
+    for a, b in zip(ex.nearest_neighbours(mu, mu[9], 6), _brute_force(mu, mu[9], 6)):
+        np.testing.assert_array_equal(a, b)
+    assert ex.nearest_neighbours_chunked(mu, mu[0], 0)[0].shape == (0,)
+    assert ex.nearest_neighbours_chunked(mu[:0], mu[0], 5)[0].shape == (0,)
+    idx, _ = ex.nearest_neighbours_chunked(torch.as_tensor(mu), mu[1], 2)  # a tensor of codes
+    assert idx[0] == 1
+    with_nan = mu.copy()
+    with_nan[:290] = np.nan  # NaN distances sort last, as in the brute force
+    np.testing.assert_array_equal(ex.nearest_neighbours_chunked(with_nan, mu[295], 12, chunk_rows=7)[0],
+                                  _brute_force(with_nan, mu[295], 12)[0])
+    with pytest.raises(ValueError, match="dims"):
+        ex.nearest_neighbours_chunked(mu, np.zeros(4), 3)
+
+
+def test_nearest_neighbours_memory_stays_a_few_mb_whatever_n():
+    import tracemalloc
+
+    mu = np.random.default_rng(5).normal(size=(400_000, 16)).astype(np.float32)  # 25.6 MB of codes
+    tracemalloc.start()
+    try:
+        idx, dist = ex.nearest_neighbours(mu, mu[123_456], 8)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert idx[0] == 123_456 and dist[0] == 0.0
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MB"  # all distances at once in float64 took ~100 MB

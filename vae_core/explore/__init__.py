@@ -8,6 +8,7 @@ from .codes import (
     Codes,
     LatentSummary,
     Reconstruction,
+    Scores,
     best_and_worst,
     decode,
     encode,
@@ -17,12 +18,15 @@ from .codes import (
     manifold_codes,
     manifold_grid,
     manifold_values,
+    posterior_means,
     rank_by_loss,
     reconstruct,
     sample_prior,
+    score_examples,
     traversal_codes,
     traversal_grid,
     traverse_one,
+    worst_and_best,
 )
 from .display import tile, upscale
 from .test_set import EncodedTestSet, encoded_test_set
@@ -31,6 +35,7 @@ from .projection import (
     Projection,
     has_spread,
     nearest_neighbours,
+    nearest_neighbours_chunked,
     pca_fit,
     place_new_points_tsne,
     project_2d,
@@ -43,4 +48,6 @@ __all__ = [
     "manifold_values", "nearest_neighbours", "pca_fit", "place_new_points_tsne", "project_2d", "rank_by_loss",
     "reconstruct", "sample_prior", "sigma_ellipses", "tile", "traversal_codes", "traversal_grid", "traverse_one",
     "upscale", "EncodedTestSet", "encoded_test_set",
+    # whole sets a batch at a time, keeping scores or codes, never images (issue 11)
+    "Scores", "nearest_neighbours_chunked", "posterior_means", "score_examples", "worst_and_best",
 ]

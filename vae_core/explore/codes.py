@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
 
 from ..engine.evaluate import ACTIVE_UNIT_THRESHOLD, posterior_stats
+from ..data.imageset import ImageSet
 from ..engine.objectives import elbo_terms, sample_posterior
+from ..engine.protocol import device_of
 
 BATCH = 1000  # examples per forward pass: bounds memory on large sets, fast enough on CPU
 
@@ -82,19 +84,12 @@ class LatentSummary:
 
 
 # --- Helpers --------------------------------------------------------------------------------
-def _place(model) -> tuple[torch.device, torch.dtype]:
-    """Device and float dtype of the model's weights (inputs must match them)."""
-    for p in model.parameters():
-        return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
-
-
 def _images_in(model, x: ArrayLike) -> torch.Tensor:
     """Data as a (N, C, H, W) tensor on the model's device; one (C, H, W) image gets a batch dim.
 
     uint8 input (an uploaded picture) is scaled to [0, 1]; float input is taken as is.
     """
-    device, dtype = _place(model)
+    device, dtype = device_of(model)
     t = torch.as_tensor(x)
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
@@ -104,8 +99,21 @@ def _images_in(model, x: ArrayLike) -> torch.Tensor:
     return t
 
 
+def _image_batches(model, x, batch_size: int):
+    """x as float batches on the model's device: an ImageSet is read a batch at a time (it may
+    be far larger than memory as floats); anything else goes through ``_images_in``."""
+    if isinstance(x, ImageSet):
+        device, dtype = device_of(model)
+        for xb in x.batches(batch_size, device):
+            yield xb.to(dtype)
+        return
+    t = _images_in(model, x)
+    for i in range(0, len(t), batch_size):
+        yield t[i : i + batch_size]
+
+
 def _codes_in(model, z: ArrayLike) -> torch.Tensor:
-    device, dtype = _place(model)
+    device, dtype = device_of(model)
     return torch.as_tensor(z).to(device=device, dtype=dtype)
 
 
@@ -121,11 +129,10 @@ def _mean_images(model, z: torch.Tensor) -> torch.Tensor:
 # --- Encode / decode / reconstruct ----------------------------------------------------------
 @torch.no_grad()
 def encode(model, x: ArrayLike, batch_size: int = BATCH) -> Codes:
-    """mu and sigma of q(z|x) for images x (N, C, H, W), ``batch_size`` at a time."""
-    x = _images_in(model, x)
+    """mu and sigma of q(z|x) for images x (N, C, H, W) or an ImageSet, ``batch_size`` at a time."""
     mus, sigmas = [], []
-    for i in range(0, len(x), batch_size):
-        post = model.encode(x[i : i + batch_size])
+    for xb in _image_batches(model, x, batch_size):
+        post = model.encode(xb)
         mus.append(_np(post.mu))  # (B, D)
         sigmas.append(_np(post.sigma))  # (B, D)
     d = model.latent_dim
@@ -154,13 +161,11 @@ def reconstruct(model, x: ArrayLike, sample: bool = False, seed: int = 0, batch_
     With ``sample=True`` a separate generator, also seeded with ``seed``, draws
     z ~ q(z|x) and then x ~ p(x|z) for the "sampled" images.
     """
-    x = _images_in(model, x)
-    device, _ = _place(model)
+    device, _ = device_of(model)
     g_elbo = torch.Generator(device=device).manual_seed(seed)
     g_img = torch.Generator(device=device).manual_seed(seed)
     means, samples, lls, kls = [], [], [], []
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size]  # (B, C, H, W)
+    for xb in _image_batches(model, x, batch_size):  # (B, C, H, W)
         terms = elbo_terms(model, xb, samples=1, generator=g_elbo)
         lls.append(_np(terms.log_likelihood))  # (B,)
         kls.append(_np(terms.kl))  # (B,)
@@ -182,8 +187,11 @@ def reconstruct(model, x: ArrayLike, sample: bool = False, seed: int = 0, batch_
 
 
 def best_and_worst(model, x: ArrayLike, n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the n best (lowest negative ELBO, best first) and n worst (highest, worst first) examples."""
-    return rank_by_loss(reconstruct(model, x, seed=seed).per_example_loss, n)
+    """Indices of the n best (lowest negative ELBO, best first) and n worst (highest, worst first) examples.
+
+    Scored a batch at a time without keeping images (``score_examples``: the same numbers as
+    ``reconstruct``), so x may be an ImageSet of any size."""
+    return rank_by_loss(score_examples(model, x, seed=seed).per_example_loss, n)
 
 
 def rank_by_loss(per_example_loss: np.ndarray, n: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -339,5 +347,100 @@ def manifold_grid(
 # --- Statistics --------------------------------------------------------------
 def latent_summary(model, x: ArrayLike, batch_size: int = BATCH) -> LatentSummary:
     """Per-dim KL, activity and spread of q(z|x) over x, from ``evaluate.posterior_stats``."""
-    stats = posterior_stats(model, _images_in(model, x), batch_size=batch_size)
+    stats = posterior_stats(model, x if isinstance(x, ImageSet) else _images_in(model, x), batch_size=batch_size)
     return LatentSummary.from_stats(_np(stats["kl_per_dim"]), _np(stats["mean_variance"]))  # (D,) each
+
+
+# --- Whole sets, a batch at a time (issue 11: datasets larger than memory) ------------------
+# A page that ranks or searches a whole set needs one number or one code per example, never
+# its images: these keep only those, so a set of any size costs (N,) or (N, D) floats plus
+# one batch.
+Progress = Callable[[int, int], None] | None  # progress(done, total)
+
+
+def _n_examples(x) -> int:
+    """How many examples x holds (one (C, H, W) image counts as one), without reading them."""
+    if isinstance(x, ImageSet):
+        return len(x)
+    t = torch.as_tensor(x)
+    return 1 if t.dim() == 3 else len(t)
+
+
+@dataclass(frozen=True, eq=False)
+class Scores:
+    """Per-example ELBO terms (nats), without the images: the numbers of ``Reconstruction``.
+
+    per_example_loss: the negative ELBO, (N,).  log_likelihood: one-sample E_q[log p(x|z)], (N,).
+    kl: analytic KL(q(z|x) || p(z)), (N,).
+    """
+
+    per_example_loss: np.ndarray
+    log_likelihood: np.ndarray
+    kl: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.per_example_loss)
+
+
+@torch.no_grad()
+def score_examples(model, x: ArrayLike | ImageSet, seed: int = 0, batch_size: int = BATCH,
+                   progress: Progress = None) -> Scores:
+    """The ELBO terms of every example of x, ``batch_size`` at a time, keeping no images.
+
+    The same numbers as ``reconstruct(model, x, seed=seed, batch_size=batch_size)`` (the same
+    seeded generator draws the same posterior sample for each example), at the memory of one
+    batch whatever len(x). ``progress(done, total)`` is called after each batch.
+    """
+    device, _ = device_of(model)
+    g_elbo = torch.Generator(device=device).manual_seed(seed)
+    total = _n_examples(x)
+    lls, kls, done = [], [], 0
+    for xb in _image_batches(model, x, batch_size):  # (B, C, H, W)
+        terms = elbo_terms(model, xb, samples=1, generator=g_elbo)
+        lls.append(_np(terms.log_likelihood))  # (B,)
+        kls.append(_np(terms.kl))  # (B,)
+        done += len(xb)
+        if progress is not None:
+            progress(done, total)
+    ll = np.concatenate(lls) if lls else np.zeros(0, np.float32)
+    kl = np.concatenate(kls) if kls else np.zeros(0, np.float32)
+    return Scores(per_example_loss=-(ll - kl), log_likelihood=ll, kl=kl)
+
+
+def worst_and_best(model, x: ArrayLike | ImageSet, n: int = 8, seed: int = 0, batch_size: int = BATCH,
+                   progress: Progress = None) -> tuple[np.ndarray, Reconstruction]:
+    """The n worst (highest loss, worst first) then the n best (lowest, best first) examples of x.
+
+    Returns (indices (k,), their Reconstruction: decoder means at z = mu, ``sampled`` None, and the
+    loss terms of the one scoring pass that ranked them, so the numbers shown agree with the order).
+    Scores every example a batch at a time (``score_examples``, which calls ``progress``) and
+    reads and decodes only the chosen ones: memory is one batch plus (N,) numbers.
+    """
+    s = score_examples(model, x, seed=seed, batch_size=batch_size, progress=progress)
+    best, worst = rank_by_loss(s.per_example_loss, n)
+    ids = np.concatenate([worst, best]).astype(np.int64)
+    if isinstance(x, ImageSet):
+        chosen = x[ids]  # (k, C, H, W) floats: only these rows are read
+    else:
+        chosen = _images_in(model, x)[torch.as_tensor(ids, dtype=torch.long)] if len(ids) else None
+    mean = (reconstruct(model, chosen).mean if chosen is not None and len(ids)
+            else np.zeros((0, *model.input_spec.shape), np.float32))
+    return ids, Reconstruction(mean, None, s.per_example_loss[ids], s.log_likelihood[ids], s.kl[ids])
+
+
+@torch.no_grad()
+def posterior_means(model, x: ArrayLike | ImageSet, batch_size: int = BATCH, progress: Progress = None) -> np.ndarray:
+    """mu of q(z|x) for every example of x: (N, D) float32, ``batch_size`` images at a time.
+
+    ``encode(model, x).mu`` without the sigmas and with ``progress(done, total)`` after each batch:
+    what a search over a large set (the nearest training images) keeps of it.
+    """
+    total = _n_examples(x)
+    out = np.empty((total, model.latent_dim), np.float32)  # (N, D)
+    done = 0
+    for xb in _image_batches(model, x, batch_size):
+        out[done : done + len(xb)] = _np(model.encode(xb).mu)
+        done += len(xb)
+        if progress is not None:
+            progress(done, total)
+    return out

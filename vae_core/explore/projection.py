@@ -168,16 +168,10 @@ def place_new_points_tsne(train_mu: ArrayLike, train_xy: ArrayLike, new_mu: Arra
 
 
 def nearest_neighbours(train_mu: ArrayLike, z: ArrayLike, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """The k training codes closest to z in Euclidean mu space: (indices (k,), distances (k,)), nearest first."""
-    tm = np.asarray(train_mu, dtype=np.float64)  # (N, D)
-    q = np.asarray(z, dtype=np.float64).reshape(-1)  # (D,)
-    dist = np.sqrt(((tm - q) ** 2).sum(1))  # (N,): direct differences so an exact match is exactly 0
-    k = max(0, min(k, len(tm)))
-    if k == 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    cand = np.argpartition(dist, k - 1)[:k] if k < len(tm) else np.arange(len(tm))
-    cand = cand[np.lexsort((cand, dist[cand]))]  # by distance, ties by index: stable output
-    return cand.astype(np.int64), dist[cand]
+    """The k training codes closest to z in Euclidean mu space: (indices (k,), distances (k,)), nearest first,
+    ties by index. Searched chunk by chunk (``nearest_neighbours_chunked``): memory stays a few MB
+    whatever the number of codes."""
+    return nearest_neighbours_chunked(train_mu, z, k)
 
 
 
@@ -199,3 +193,47 @@ def sigma_ellipses(
         sx, sy = codes.sigma[i, a], codes.sigma[i, b]
         out.append((mx + n_std * sx * np.cos(theta), my + n_std * sy * np.sin(theta)))
     return out
+
+
+# --- Nearest neighbours over any number of codes (issue 11) ---------------------------------
+NN_CHUNK_BYTES = 2 << 20  # float64 differences per chunk: 2 MB, so a search costs a few MB at most
+
+
+def nearest_neighbours_chunked(train_mu: ArrayLike, z: ArrayLike, k: int = 8, chunk_rows: int | None = None
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """The k codes of train_mu (N, D) closest to z (D,): (indices (k,) int64, distances (k,) float64),
+    nearest first, ties broken by the lower index: exactly the brute-force answer
+    ``lexsort((arange(N), dist))[:k]``.
+
+    The codes are read ``chunk_rows`` at a time (default: ``NN_CHUNK_BYTES`` of float64 per chunk)
+    and only the best k (with any ties at the k-th distance) of each chunk are kept, so memory is
+    bounded whatever N (train_mu may be a memory map). Distances are direct differences in float64,
+    so an exact match is exactly 0.
+    """
+    tm = train_mu.detach().cpu().numpy() if isinstance(train_mu, torch.Tensor) else np.asarray(train_mu)
+    if tm.ndim != 2:
+        raise ValueError(f"expected codes (N, D), got shape {tm.shape}")
+    n, d = tm.shape
+    q = np.asarray(z, dtype=np.float64).reshape(-1)  # (D,)
+    if len(q) != d:
+        raise ValueError(f"the query has {len(q)} dims, the codes have {d}")
+    k = max(0, min(int(k), n))
+    if k == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    rows = int(chunk_rows) if chunk_rows else max(1, NN_CHUNK_BYTES // (8 * max(d, 1)))
+    best_i, best_d = np.zeros(0, np.int64), np.zeros(0)
+    for start in range(0, n, rows):
+        diff = np.array(tm[start : start + rows], dtype=np.float64)  # (R, D): a copy, the chunk's only buffer
+        diff -= q
+        np.square(diff, out=diff)
+        dist = np.sqrt(diff.sum(1))  # (R,)
+        if len(dist) > k:  # keep the k smallest and every tie of the k-th
+            kth = np.partition(dist, k - 1)[k - 1]
+            local = np.arange(len(dist)) if np.isnan(kth) else np.flatnonzero(dist <= kth)  # NaN sorts last
+        else:
+            local = np.arange(len(dist))
+        ids = np.concatenate([best_i, local + start])
+        ds = np.concatenate([best_d, dist[local]])
+        order = np.lexsort((ids, ds))[:k]  # by distance, ties by index
+        best_i, best_d = ids[order], ds[order]
+    return best_i.astype(np.int64), best_d
