@@ -41,13 +41,20 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--num-threads", type=int)
     p.add_argument("--max-steps", type=int)
+    p.add_argument("--data-placement", choices=("auto", "device", "stream"),
+                   help="auto (default): the training images stay on the training device when they fit, else "
+                        "batches stream from the dataset cache; device or stream forces one")
+    p.add_argument("--nproc", type=int,
+                   help="training processes on this machine (DDP under torchrun: gloo on CPU, one GPU each on "
+                        "CUDA); batch size and learning rate stay the global ones. With --resume it overrides "
+                        "the run's own number")
 
 
 _MODEL_FLAGS = {"body": "body", "latent_dim": "latent_dim", "hidden": "hidden", "likelihood": "likelihood",
                 "decoder_sigma": "decoder_sigma"}
 _TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch_size", "lr", "lr_schedule",
                 "warmup_steps", "seed", "device",
-                "num_threads", "max_steps")
+                "num_threads", "max_steps", "data_placement", "nproc")
 
 
 class _BuildProgress:
@@ -102,14 +109,29 @@ def _config_from_flags(args) -> RunConfig:
 
 
 def cmd_train(args) -> int:
+    from .runs import distributed as dd
     from .runs.trainer import AlreadyRunning, train
 
+    in_torchrun = dd.under_torchrun()
+    follower = in_torchrun and (dd.DistContext.from_env() or dd.DistContext(0, 1, 0, 1)).rank != 0
     flags_given = any(getattr(args, k) is not None for k in (*_MODEL_FLAGS, *_TRAIN_FLAGS, "dataset"))
-    if args.run_dir and (Path(args.run_dir) / rd.CONFIG).exists():
-        if flags_given and not args.resume:
+    if follower and flags_given and not args.resume:
+        # Rank > 0 of a run started by torchrun with flags: rank 0 may already have written the
+        # config; build the same one from the same flags (it never writes).
+        config = _config_from_flags(args)
+        run_dir = Path(args.run_dir) if args.run_dir else Path(".")
+    elif args.run_dir and (Path(args.run_dir) / rd.CONFIG).exists():
+        only_nproc = args.nproc is not None and not any(
+            getattr(args, k) is not None for k in (*_MODEL_FLAGS, *_TRAIN_FLAGS, "dataset") if k != "nproc")
+        if flags_given and not args.resume and not (only_nproc and not in_torchrun):
             raise ConfigError(f"{args.run_dir} already has a config; pass --resume to continue it, or choose a new --run-dir")
         config = rd.read_config(Path(args.run_dir))
         run_dir = Path(args.run_dir)
+        if args.nproc is not None and args.nproc != config.train.nproc and not in_torchrun:
+            import dataclasses
+
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, nproc=args.nproc)).validate()
+            rd.write_config(run_dir, config)
     else:
         if args.resume:
             raise ConfigError(f"nothing to resume: {args.run_dir} has no config.json")
@@ -121,7 +143,23 @@ def cmd_train(args) -> int:
 
             m = RunManager()
             run_dir = m.path(m.unique_name(default_run_name(config)))
-    bar = _progress_bar(f"training {run_dir.name}")
+    if config.train.nproc > 1 and not in_torchrun:
+        # Several processes: torchrun starts them (each one runs this command again, as a rank).
+        from .runs.trainer import _lock_run
+
+        if config.train.batch_size % config.train.nproc:
+            raise ConfigError(f"batch_size {config.train.batch_size} must be a multiple of nproc "
+                              f"({config.train.nproc}): each process takes an equal share of every batch")
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            _lock_run(run_dir).close()  # refuse now if a worker holds the run, before any status is touched
+        except AlreadyRunning as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        rd.write_config(run_dir, config)
+        return dd.launch(config.train.nproc, run_dir, resume=args.resume)
+    bar = None if follower else _progress_bar(f"training {run_dir.name}")
 
     def on_log(rec):
         if bar is None:
@@ -143,7 +181,8 @@ def cmd_train(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"{run_dir}: {status.state} at step {status.step}" + (f" ({status.error})" if status.error else ""))
+    if not follower:
+        print(f"{run_dir}: {status.state} at step {status.step}" + (f" ({status.error})" if status.error else ""))
     return 0 if status.state in ("finished", "stopped") else 1
 
 

@@ -43,6 +43,15 @@ def test_defaults_are_the_cosine_schedule(tmp_path):
     assert r.returncode == 0, r.stderr
     tc = rd.read_config(tmp_path / "run").train
     assert (tc.lr_schedule, tc.lr, tc.batch_size, tc.warmup_steps) == ("cosine", 5e-3, 64, 100)
+    assert (tc.data_placement, rd.read_status(tmp_path / "run").extra["data_placement"]) == ("auto", "device")
+
+
+def test_data_placement_stream_is_honoured(tmp_path):
+    r = cli("train", "--dataset", "digits", "--max-steps", "3", "--latent-dim", "2", "--hidden", "32",
+            "--data-placement", "stream", "--run-dir", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    assert rd.read_config(tmp_path / "run").train.data_placement == "stream"
+    assert rd.read_status(tmp_path / "run").extra["data_placement"] == "stream"  # the small set streamed anyway
 
 
 def test_bad_values_get_one_clear_line_and_no_run(tmp_path):

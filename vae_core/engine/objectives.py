@@ -68,9 +68,19 @@ def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
 
 
-def sample_posterior(post: Posterior, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Reparameterised draws z = mu + sigma * eps, eps ~ N(0, I): (S, B, D)."""
-    eps = torch.randn((n_samples, *post.mu.shape), generator=generator, device=post.mu.device, dtype=post.mu.dtype)
+def sample_posterior(post: Posterior, n_samples: int, generator: torch.Generator | None = None,
+                     shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """Reparameterised draws z = mu + sigma * eps, eps ~ N(0, I): (S, B, D).
+
+    shard: (rank, world) when this batch is rows ``rank::world`` of a global batch of
+    B * world examples (data-parallel training): eps is drawn for the whole global batch and
+    this shard's rows taken, so the draws do not depend on the number of processes.
+    """
+    rank, world = shard
+    shape = (n_samples, post.mu.shape[0] * world, *post.mu.shape[1:])
+    eps = torch.randn(shape, generator=generator, device=post.mu.device, dtype=post.mu.dtype)
+    if world > 1:
+        eps = eps[:, rank::world]
     return post.mu + post.sigma * eps
 
 
@@ -102,15 +112,16 @@ def elbo_terms(
     kl_estimator: Literal["analytic", "monte_carlo"] = "analytic",
     generator: torch.Generator | None = None,
     post: Posterior | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> ElboTerms:
     """SGVB estimate of the ELBO's terms with L = ``samples`` draws per example.
 
     Estimator B (analytic KL) is Kingma & Welling eq. (7); estimator A (Monte Carlo KL,
     log q(z|x) - log p(z) at the same draws) is eq. (6). ``post``: q(z|x) when the caller
-    has already encoded x (it must be ``model.encode(x)``).
+    has already encoded x (it must be ``model.encode(x)``). ``shard``: see ``sample_posterior``.
     """
     post = model.encode(x) if post is None else post
-    z = sample_posterior(post, samples, generator)  # (L, B, D)
+    z = sample_posterior(post, samples, generator, shard)  # (L, B, D)
     log_px_z = model.log_likelihood(x, model.decode(z))  # (L, B)
     if kl_estimator == "analytic":
         kl = gaussian_kl(post)
@@ -138,6 +149,7 @@ def iwae_bound(
     k: int,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """Importance-weighted bound log (1/k) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x): (B,).
 
@@ -151,24 +163,26 @@ def iwae_bound(
     done = 0
     while done < k:
         n = min(chunk, k - done)
-        z = sample_posterior(post, n, generator)  # (n, B, D)
+        z = sample_posterior(post, n, generator, shard)  # (n, B, D)
         lse = torch.logsumexp(log_importance_weights(model, x, z, post), dim=0)
         running = lse if running is None else torch.logaddexp(running, lse)
         done += n
     return running - math.log(k)
 
 
-def training_loss(model, x: torch.Tensor, tc: "TrainConfig") -> tuple[torch.Tensor, ElboTerms]:
+def training_loss(model, x: torch.Tensor, tc: "TrainConfig",
+                  shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, ElboTerms]:
     """The scalar the optimiser minimises for one batch, and the ELBO terms to log.
 
     "elbo": the negative beta-ELBO with ``tc.samples`` draws (SGVB); "iwae": the negative
     importance-weighted bound with k = ``tc.samples`` (Burda et al. 2016), logged beside a
-    one-draw ELBO so the curves stay comparable.
+    one-draw ELBO so the curves stay comparable. ``shard`` (rank, world): ``x`` is this
+    process's rows of a global batch; the noise is the global batch's (``sample_posterior``).
     """
     if tc.objective == "iwae":
-        bound = iwae_bound(model, x, k=tc.samples)
-        return -bound.mean(), elbo_terms(model, x, samples=1, kl_estimator=tc.kl_estimator)
-    terms = elbo_terms(model, x, samples=tc.samples, kl_estimator=tc.kl_estimator)
+        bound = iwae_bound(model, x, k=tc.samples, shard=shard)
+        return -bound.mean(), elbo_terms(model, x, samples=1, kl_estimator=tc.kl_estimator, shard=shard)
+    terms = elbo_terms(model, x, samples=tc.samples, kl_estimator=tc.kl_estimator, shard=shard)
     return terms.loss(tc.beta), terms
 
 

@@ -9,6 +9,10 @@ directory (see ``rundir``), which the UI reads.
 ``TrainLoop`` is one run, step by step: draw a batch, take an optimiser step, log a window,
 publish a snapshot, poll for control requests, end an epoch.
 
+Data-parallel runs (torchrun, ``TrainConfig.nproc``; see ``distributed``): every rank runs the
+same loop on its shard of each global batch, DDP averages the gradients, and rank 0 alone
+writes the run directory; control and the log window are collectives at deterministic steps.
+
 Hot loop rules: batches are random-permutation indices (no per-sample DataLoader) served by a
 ``data.feed`` (the whole set on the training device as uint8 when it fits, else streamed from
 the dataset cache one batch ahead); loss terms accumulate on the device and the host syncs
@@ -32,12 +36,13 @@ import torch
 
 from ..data import load_dataset
 from ..data.feed import choose_placement, make_feed
-from ..engine.config import RunConfig, TrainConfig
+from ..engine.config import ConfigError, RunConfig, TrainConfig
 from ..engine.device import pick_device
 from ..engine.evaluate import evaluate_test_set
 from ..engine.families import build_model
 from ..engine.objectives import training_loss
 from ..engine.optim import learning_rate, make_optimizer
+from . import distributed as dd
 from . import rundir as rd
 from .summary import SnapshotSummary, summarise, summary_of_codes, write_summary
 
@@ -48,7 +53,8 @@ CONTROL_POLL_S = 0.1
 # never seen but each costs a write and an fsync (bench/RESULTS.md, "Snapshot cost").
 EPOCH_SNAPSHOT_GAP_S = 2.0
 # Test hook for fault injection (documented in the README's testing section): "nan@<step>"
-# makes the loss NaN from that step on, so the NaN guard can be exercised on a real run.
+# makes the loss NaN from that step on, so the NaN guard can be exercised on a real run;
+# "die@<step>:rank<r>" SIGKILLs rank r of a distributed run just before that step.
 FAULT_ENV = "LATENT_EXPLORER_FAULT"
 # Set by RunManager for the workers it starts beside the web app: leave the app a core.
 SHARE_CPU_ENV = "LATENT_EXPLORER_SHARE_CPU"
@@ -72,12 +78,14 @@ class NonFiniteWeights(Diverged):
     """A weight became NaN or infinite."""
 
 
-def worker_threads(tc: TrainConfig) -> int:
-    """CPU threads for training: the config's, else every core (or all but one beside the app)."""
+def worker_threads(tc: TrainConfig, local_world: int = 1) -> int:
+    """CPU threads for training: the config's, else every core (or all but one beside the app),
+    shared out among the ``local_world`` training processes on this machine (at least one each)."""
     if tc.num_threads is not None:
         return tc.num_threads
     cores = os.cpu_count() or 1
-    return max(1, cores - 1) if os.environ.get(SHARE_CPU_ENV) else cores
+    cores = max(1, cores - 1) if os.environ.get(SHARE_CPU_ENV) else cores
+    return max(1, cores // max(1, local_world))
 
 
 def _lock_run(run_dir: Path):
@@ -96,6 +104,15 @@ def _fault_step() -> int | None:
     return int(spec[4:]) if spec.startswith("nan@") else None
 
 
+def _death_step(rank: int) -> int | None:
+    """The step before which this rank kills itself ("die@<step>:rank<r>"), or None."""
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec.startswith("die@"):
+        return None
+    step, _, who = spec[4:].partition(":rank")
+    return int(step) if who and int(who) == rank else None
+
+
 def train(
     config: RunConfig,
     run_dir: str | Path,
@@ -106,6 +123,9 @@ def train(
     """Train ``config`` into ``run_dir``; returns the final status. Never raises for training
     failures: they end as state "failed" with the error in ``status.json``."""
     run_dir = Path(run_dir)
+    ctx = dd.DistContext.from_env()
+    if ctx is not None and not ctx.is_main:
+        return _train_follower(config, run_dir, ctx, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_run(run_dir)
     stop_flag = threading.Event()
@@ -119,27 +139,78 @@ def train(
     launched = prior.get("launched_at") if isinstance(prior, dict) and prior.get("state") == "starting" else None
     since = launched if isinstance(launched, (int, float)) else time.time()
     status: dict = {"state": "starting", "pid": os.getpid(), "heartbeat": time.time(), "step": 0, "epoch": 0,
-                    "launched_at": since}
+                    "launched_at": since, "world_size": ctx.world_size if ctx else 1,
+                    "backend": None}
+    if ctx is not None and isinstance(prior, dict) and prior.get("launcher_pid"):
+        status["launcher_pid"] = prior["launcher_pid"]
     rd.write_status(run_dir, **status)
     loop = None
     try:
         config.validate()
         rd.write_config(run_dir, config)
-        loop = TrainLoop(config, run_dir, status, since=since, stop_flag=stop_flag, on_log=on_log, resume=resume)
+        loop = TrainLoop(config, run_dir, status, since=since, stop_flag=stop_flag, on_log=on_log, resume=resume,
+                         dist=ctx)
         outcome = loop.run()
         status.update(state=outcome, eta_s=0.0 if outcome == "finished" else None)
         (run_dir / rd.CONTROL).unlink(missing_ok=True)
     except Diverged as e:
         status.update(state="failed", error=str(e))
     except Exception as e:  # any failure is recorded, never lost
-        status.update(state="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
+        error = f"{type(e).__name__}: {e}"
+        if ctx is not None and _is_dist_failure(e):
+            error = ("lost contact with another training process (it died, or a collective timed out after "
+                     f"{dd.timeout_s():.0f} s); the last snapshot is kept and the run can be resumed. {error}")
+        status.update(state="failed", error=error, traceback=traceback.format_exc(limit=8))
     finally:
         lock.close()
+        if ctx is not None:
+            dd.shutdown()
     if loop is not None:
         status["step"] = loop.step
     status["heartbeat"] = time.time()
     rd.write_status(run_dir, **status)
     return rd.read_status(run_dir)
+
+
+def _is_dist_failure(e: BaseException) -> bool:
+    """A collective failed: a peer died (connection closed) or did not answer in time."""
+    import torch.distributed as dist
+
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and any(w in text for w in ("gloo", "nccl", "connection", "timed out",
+                                                                     "timeout", "peer"))
+
+
+def _train_follower(config: RunConfig, run_dir: Path, ctx: "dd.DistContext", resume: bool) -> rd.RunStatus:
+    """Rank > 0: the same loop, writing nothing. Signals are left to rank 0, which turns a stop
+    into a collective decision; a failure here raises (torchrun then ends the job)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: None)
+    status: dict = {}
+    try:
+        config.validate()
+        loop = TrainLoop(config, run_dir, status, since=time.time(), resume=resume, dist=ctx)
+        outcome = loop.run()
+    finally:
+        dd.shutdown()
+    return rd.RunStatus(state=outcome, step=loop.step, epoch=loop.step // loop.steps_per_epoch,
+                        total_steps=loop.total_steps)
+
+
+class _DDPLoss(torch.nn.Module):
+    """The training loss as a module's forward, so DistributedDataParallel can wrap it (DDP
+    synchronises gradients only for what runs through its forward)."""
+
+    def __init__(self, model: torch.nn.Module, tc: TrainConfig, shard: tuple[int, int]):
+        super().__init__()
+        self.model, self.tc, self.shard = model, tc, shard
+
+    def forward(self, x: torch.Tensor):
+        loss, terms = training_loss(self.model, x, self.tc, shard=self.shard)
+        return loss, terms.log_likelihood.detach().mean(), terms.kl.detach().mean()
 
 
 @dataclass
@@ -165,13 +236,26 @@ class TrainLoop:
 
     def __init__(self, config: RunConfig, run_dir: Path, status: dict, *, since: float,
                  stop_flag: threading.Event | None = None, on_log: Callable[[dict], None] | None = None,
-                 resume: bool = False):
+                 resume: bool = False, dist: "dd.DistContext | None" = None):
         self.config, self.tc, self.run_dir, self.status = config, config.train, run_dir, status
         self.since, self.on_log = since, on_log
         self.stop_flag = stop_flag or threading.Event()
+        self.dist = dist
+        self.main = dist is None or dist.is_main
+        self.world = dist.world_size if dist else 1
         tc = self.tc
-        torch.set_num_threads(worker_threads(tc))
+        torch.set_num_threads(worker_threads(tc, dist.local_world_size if dist else 1))
         self.device = pick_device(tc.device)
+        self.backend = None
+        if dist is not None:
+            if tc.batch_size % self.world:
+                raise ConfigError(f"batch_size {tc.batch_size} must be a multiple of the number of training "
+                                  f"processes ({self.world}): each takes an equal share of every batch")
+            self.device = dd.device_for(dist, self.device)
+            self.backend = dd.init(dist, self.device)
+        # The same seed on every rank: the same initial weights and the same reparameterisation
+        # noise stream (each rank draws the global batch's noise and takes its rows). Nothing only
+        # rank 0 does (evaluation, summaries) may draw from the global generator.
         torch.manual_seed(tc.seed)
 
         self.model = build_model(config).to(self.device)
@@ -183,7 +267,10 @@ class TrainLoop:
         small_test = choose_placement(data.x_test, self.device) == "device"
         self.x_test = data.x_test.to(self.device) if small_test else data.x_test  # read in batches when evaluating
         n = self.n_train = len(data.x_train)
-        self.batch = min(tc.batch_size, n)  # a batch larger than the data set is the whole set
+        # A batch larger than the data set is the whole set (on several ranks, the largest
+        # multiple of their number that fits).
+        self.batch = min(tc.batch_size, (n // self.world) * self.world)  # the global batch
+        self.rank_batch = self.batch // self.world  # this process's share of it
         self.steps_per_epoch = max(1, n // self.batch)  # drop the ragged last batch: equal-size steps
         self.total_steps = self.steps_per_epoch * tc.epochs
         if tc.max_steps is not None:
@@ -201,6 +288,16 @@ class TrainLoop:
         self.model.train()
         self.generator = torch.Generator().manual_seed(tc.seed + self.start_epoch)  # on the CPU: the feed reads there
         self.fault_at = _fault_step()
+        self.ddp = None
+        self.death_at = None
+        if dist is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._check_same_step()
+            # DDP broadcasts rank 0's weights here and averages gradients in every backward.
+            self.ddp = DistributedDataParallel(_DDPLoss(self.model, tc, (dist.rank, self.world)),
+                                               device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.death_at = _death_step(dist.rank)
 
         self.window = _Window.empty(self.device)
         self.summary_step: int | None = None  # the step of the last published summary
@@ -209,7 +306,10 @@ class TrainLoop:
         self.paused = False
         self.t_start = time.time()
         self.t_last_snapshot = self.t_last_poll = self.t_last_heartbeat = time.monotonic()
+        if not self.main:
+            return
         status.update(state="running", device=str(self.device), threads=torch.get_num_threads(),
+                      world_size=self.world, backend=self.backend, global_batch=self.batch,
                       total_steps=self.total_steps, step=self.step, epoch=self.start_epoch,
                       steps_per_epoch=self.steps_per_epoch, n_train=n, n_test=len(self.x_test),
                       data_placement=self.feed.placement, data_mb=round(data.x_train.nbytes / 2**20, 1),
@@ -218,14 +318,16 @@ class TrainLoop:
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> Outcome:
-        rd.append_metrics(self.run_dir, {"kind": "start", "step": self.step, "device": str(self.device),
-                                         "resumed": self.step > 0})
+        if self.main:
+            rd.append_metrics(self.run_dir, {"kind": "start", "step": self.step, "device": str(self.device),
+                                             "resumed": self.step > 0, "world_size": self.world,
+                                             "backend": self.backend})
         outcome: Outcome = "finished"
         for epoch in range(self.start_epoch, self.tc.epochs):
             if self.step >= self.total_steps:
                 break
-            for xb in self.feed.batches(self.epoch_batches(epoch)):
-                if self.stop_requested():
+            for i, xb in enumerate(self.feed.batches(self.epoch_batches(epoch))):
+                if self.stop_requested(boundary=i == 0):
                     outcome = "stopped"
                     break
                 self.train_step(xb)
@@ -239,37 +341,49 @@ class TrainLoop:
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """Index batches of this epoch's permutation, from where a resumed run left off, up to
         the run's last step (a list, so a streaming feed can read ahead)."""
-        perm = torch.randperm(self.n_train, generator=self.generator).numpy()
+        perm = torch.randperm(self.n_train, generator=self.generator).numpy()  # the same on every rank
         first = self.step - epoch * self.steps_per_epoch if epoch == self.start_epoch else 0
         last = min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
-        return [perm[b * self.batch : (b + 1) * self.batch] for b in range(max(0, first), last)]
+        if self.dist is not None:  # DistributedSampler's split; step b's shards make up perm[b*B:(b+1)*B]
+            perm = dd.shard_of(perm, self.dist.rank, self.world)
+        b_ = self.rank_batch
+        return [perm[b * b_ : (b + 1) * b_] for b in range(max(0, first), last)]
 
     def train_step(self, xb: torch.Tensor) -> None:
         """One optimiser step on the batch ``xb`` (float images on the device)."""
         lr = learning_rate(self.tc, self.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, terms = training_loss(self.model, xb, self.tc)
+        if self.death_at is not None and self.step >= self.death_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection: this rank dies mid-run
+        if self.ddp is not None:
+            loss, log_likelihood, kl = self.ddp(xb)
+        else:
+            loss, terms = training_loss(self.model, xb, self.tc)
+            log_likelihood, kl = terms.log_likelihood.detach().mean(), terms.kl.detach().mean()
         if self.fault_at is not None and self.step >= self.fault_at:
             loss = loss * float("nan")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # under DDP: gradients all-reduced (averaged) across ranks here
         self.optimizer.step()
         self.step += 1
         w = self.window
         w.loss += loss.detach()
-        w.log_likelihood += terms.log_likelihood.detach().mean()
-        w.kl += terms.kl.detach().mean()
+        w.log_likelihood += log_likelihood
+        w.kl += kl
         w.steps += 1
-        w.samples += len(xb)
+        w.samples += len(xb) * self.world
         if self.step % self.tc.log_every_steps == 0:
             self.log_window()
-            if time.monotonic() - self.t_last_snapshot >= self.tc.snapshot_every_s:
+            if self.main and time.monotonic() - self.t_last_snapshot >= self.tc.snapshot_every_s:
                 self.publish_snapshot()
 
     def end_epoch(self, epoch: int) -> None:
-        """Log, evaluate on the test set and publish a snapshot."""
+        """Log, evaluate on the test set and publish a snapshot (rank 0 alone evaluates: the others
+        wait for it at their next collective, within the process group's timeout)."""
         self.log_window()
+        if not self.main:
+            return
         ev = evaluate_test_set(self.model, self.x_test, seed=self.tc.seed)
         if not math.isfinite(ev.elbo):
             raise NonFiniteLoss(f"the test ELBO became {ev.elbo} after epoch {epoch + 1}; "
@@ -284,6 +398,8 @@ class TrainLoop:
 
     # --- what the loop says -----------------------------------------------------------------
     def emit(self, record: dict) -> None:
+        if not self.main:
+            return
         rd.append_metrics(self.run_dir, record)
         if self.on_log:
             self.on_log(record)
@@ -293,8 +409,16 @@ class TrainLoop:
         if w.steps == 0:
             return
         now = time.monotonic()
-        # The one host sync per window: all three sums in one transfer.
-        loss, log_likelihood, kl = (torch.stack((w.loss, w.log_likelihood, w.kl)) / w.steps).tolist()
+        # The one host sync per window: all three sums in one transfer (across ranks, one
+        # all-reduce: every rank logs at the same steps, and the mean of the ranks' equal-size
+        # shard means is the global batch's mean).
+        sums = torch.stack((w.loss, w.log_likelihood, w.kl)) / w.steps
+        if self.dist is not None:
+            import torch.distributed as tdist
+
+            tdist.all_reduce(sums)
+            sums = sums / self.world
+        loss, log_likelihood, kl = sums.tolist()
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"the loss became {loss} at step {self.step}; the last good weights are kept")
         rate = w.samples / max(1e-9, now - w.t0)
@@ -310,7 +434,10 @@ class TrainLoop:
     def publish_snapshot(self, summary: SnapshotSummary | bool = False) -> None:
         """Weights and optimiser state, each replaced atomically, and the test-set summary when
         ``summary`` is one or is True (then encoded here, unless this step already has one).
-        Timed mid-epoch snapshots go without: a page visiting one computes what it needs."""
+        Timed mid-epoch snapshots go without: a page visiting one computes what it needs.
+        Rank 0 alone writes (the weights are the same on every rank)."""
+        if not self.main:
+            return
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             raise NonFiniteWeights(f"weights became non-finite by step {self.step}; the last good weights are kept")
         epoch = self.step // self.steps_per_epoch
@@ -329,9 +456,18 @@ class TrainLoop:
         self.t_last_snapshot = time.monotonic()
 
     # --- control ------------------------------------------------------------------------------
-    def stop_requested(self) -> bool:
+    def stop_requested(self, boundary: bool = False) -> bool:
         """The one stop check: polls control requests at most every CONTROL_POLL_S, waits here
-        while paused, and says whether the run should stop now."""
+        while paused, and says whether the run should stop now.
+
+        Distributed: rank 0 decides and broadcasts before every CONTROL_EVERY_STEPS-th step and
+        at the start of each epoch (``boundary``), so every rank acts at the same step."""
+        if self.dist is not None:
+            if self.main and time.monotonic() - self.t_last_heartbeat >= HEARTBEAT_EVERY_S:
+                self.write_heartbeat()
+            if not boundary and self.step % dd.CONTROL_EVERY_STEPS:
+                return False
+            return self.sync_control()
         now = time.monotonic()
         if now - self.t_last_poll < CONTROL_POLL_S:
             return False
@@ -364,6 +500,61 @@ class TrainLoop:
         elif time.monotonic() - self.t_last_heartbeat >= HEARTBEAT_EVERY_S:
             self.write_heartbeat()
         return None
+
+    # --- control across ranks -------------------------------------------------------------------
+    def _broadcast(self, value: int) -> int:
+        import torch.distributed as tdist
+
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        tdist.broadcast(t, src=0)
+        return int(t.item())
+
+    def _check_same_step(self) -> None:
+        """Every rank must start from rank 0's step (a resume reads the run directory on each
+        machine; it must be the same directory, on a shared file system)."""
+        step0 = self._broadcast(self.step)
+        if step0 != self.step:
+            raise RuntimeError(f"rank {self.dist.rank} would resume at step {self.step} but rank 0 at step {step0}: "
+                               "every machine must see the same run directory")
+
+    def _rank0_command(self) -> int:
+        """Rank 0's decision from SIGTERM/SIGINT and the control file."""
+        if self.stop_flag.is_set():
+            return dd.CMD_STOP
+        req = rd.read_request(self.run_dir, self.since)
+        if req == "stop":
+            return dd.CMD_STOP
+        if req == "pause" or (self.paused and req != "resume"):
+            return dd.CMD_PAUSE
+        return dd.CMD_RUN
+
+    def sync_control(self) -> bool:
+        """Rank 0's command reaches every rank; all pause, resume or stop together. True: stop."""
+        cmd = self._broadcast(self._rank0_command() if self.main else dd.CMD_RUN)
+        if cmd == dd.CMD_STOP:
+            return True
+        if cmd != dd.CMD_PAUSE:
+            return False
+        self.paused = True
+        self.log_window()  # a collective: every rank is here
+        if self.main:
+            self.publish_snapshot(summary=True)  # a paused run is what people look at
+            self.status.update(state="paused", step=self.step)
+            self.write_heartbeat()
+        while cmd == dd.CMD_PAUSE:  # "still paused" ticks keep every rank inside the timeout
+            if self.main:
+                time.sleep(dd.PAUSE_TICK_S)
+                if time.monotonic() - self.t_last_heartbeat >= HEARTBEAT_EVERY_S:
+                    self.write_heartbeat()
+            cmd = self._broadcast(self._rank0_command() if self.main else dd.CMD_RUN)
+        self.paused = False
+        if cmd == dd.CMD_STOP:
+            return True
+        if self.main:
+            self.status.update(state="running")
+            self.write_heartbeat()
+        self.window.t0 = time.monotonic()  # don't count the pause in samples/s
+        return False
 
     def write_heartbeat(self) -> None:
         self.status["heartbeat"] = time.time()
