@@ -62,13 +62,13 @@ def hwm_mb(pid: int) -> float | None:
     return None
 
 
-def run_cli(folder: Path, run_dir: Path, cache: Path, steps: int, threads: int) -> dict:
+def run_cli(folder: Path, run_dir: Path, cache: Path, steps: int, threads: int, device: str = "cpu") -> dict:
     """One CLI training run; returns launch-to-first-step seconds, peak RSS, samples/s, wall."""
     env = {**os.environ, "LATENT_EXPLORER_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
     env.pop("LATENT_EXPLORER_SHARE_CPU", None)
     cmd = [sys.executable, "-m", "vae_core", "train", "--dataset", f"folder:{folder}", "--image-size", "64",
            "--channels", "3", "--body", "conv", "--latent-dim", "32", "--epochs", "1", "--max-steps", str(steps),
-           "--num-threads", str(threads), "--run-dir", str(run_dir)]
+           "--num-threads", str(threads), "--device", device, "--run-dir", str(run_dir)]
     t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first_step, peak = None, 0.0
@@ -135,26 +135,45 @@ def main(argv=None) -> int:
     ap.add_argument("--source", default=str(OUT / "faces-200k"))
     ap.add_argument("--steps", type=int, default=150, help="training steps per run (batch 64)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--device", default="cpu", help="the training device: cpu, cuda, cuda:N")
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--name", default="scale")
+    ap.add_argument("--pair-repeats", type=int, default=3,
+                    help="cached runs of the smallest set that fits in memory and of the largest, alternated, "
+                         "for the samples/s ratio (0 skips)")
     args = ap.parse_args(argv)
-    info = machine(__import__("torch").device("cpu"))
-    rows = {}
+    info = machine(__import__("torch").device(args.device))
+    rows, kept = {}, {}
     for n in args.sizes:
         folder = subset_folder(n, Path(args.source))
         work = Path(tempfile.mkdtemp(prefix=f"scale-{n}-", dir=OUT))
         cache, runs = work / "cache", work / "runs"
         print(f"N = {n:,}: cold (building the cache) …", flush=True)
-        cold = run_cli(folder, runs / "cold", cache, args.steps, args.threads)
+        cold = run_cli(folder, runs / "cold", cache, args.steps, args.threads, args.device)
         print(f"  {cold}", flush=True)
         print(f"N = {n:,}: cached …", flush=True)
-        warm = run_cli(folder, runs / "faces", cache, args.steps, args.threads)
+        warm = run_cli(folder, runs / "faces", cache, args.steps, args.threads, args.device)
         print(f"  {warm}", flush=True)
         visits = {} if args.no_browser else first_visits(runs, "faces")
         print(f"  first visits: {visits}", flush=True)
         rows[n] = {"cold": cold, "cached": warm, "first_visit_s": visits}
+        kept[n] = (folder, work)
+    pair = {}
+    resident = [n for n in rows if rows[n]["cached"]["placement"] == "device"]
+    if args.pair_repeats and resident and max(rows) not in resident:
+        small, large = max(resident), max(rows)  # the largest set that fits, the largest of all
+        for r in range(args.pair_repeats):  # alternated, so drift in the machine's load hits both alike
+            for n in (small, large):
+                folder, work = kept[n]
+                res = run_cli(folder, work / "runs" / f"pair-{r}", work / "cache", args.steps, args.threads, args.device)
+                pair.setdefault(n, []).append(res["samples_per_s"])
+                print(f"  pair {r}: N = {n:,} {res['placement']}: {res['samples_per_s']:.0f} samples/s", flush=True)
+        ratios = [b / a for a, b in zip(pair[small], pair[large])]
+        pair = {"small": small, "large": large, "small_samples_per_s": pair[small],
+                "large_samples_per_s": pair[large], "ratios": ratios, "median_ratio": statistics.median(ratios)}
+    for _, work in kept.values():
         shutil.rmtree(work, ignore_errors=True)
-    lines = [f"Device: cpu — {info['cpu']} ({info['cores']} cores), torch {info['torch']}, {args.threads} thread(s); "
+    lines = [f"Device: {args.device} — {info['cpu']} ({info['cores']} cores), torch {info['torch']}, {args.threads} thread(s); "
              f"conv VAE (z = 32), 64x64 RGB, batch 64, {args.steps} steps per run.", "",
              "| N | cache build + first step, cold (s) | first step, cached (s) | peak RSS, cached (MB) | data | "
              "samples/s | first visit: Latent space / Encode (s) |", "|---|---|---|---|---|---|---|"]
@@ -163,9 +182,13 @@ def main(argv=None) -> int:
         vis = " / ".join(f"{v[t]:.1f}" for t in ("Latent space", "Encode your image")) if v else "–"
         lines.append(f"| {n:,} | {c['first_step_s']:.1f} | {w['first_step_s']:.1f} | {w['peak_rss_mb']:.0f} | "
                      f"{w['data_mb']:.0f} MB, {w['placement']} | {w['samples_per_s']:.0f} | {vis} |")
+    if pair:
+        lines += ["", f"Streamed vs resident, cached runs alternated {args.pair_repeats}×: N = {pair['large']:,} "
+                  f"(streamed) / N = {pair['small']:,} (in memory) samples/s = "
+                  + ", ".join(f"{r:.2f}" for r in pair["ratios"]) + f"; median {pair['median_ratio']:.2f}."]
     md = "\n".join(lines) + "\n"
     print("\n" + md)
-    print(f"saved {save(args.name, {'machine': info, 'args': vars(args), 'rows': rows}, md)}")
+    print(f"saved {save(args.name, {'machine': info, 'args': vars(args), 'rows': rows, 'pair': pair}, md)}")
     return 0
 
 
