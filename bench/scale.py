@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu", help="the training device: cpu, cuda, cuda:N")
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep each N's cache and runs (bench/out/scale-<N>-*)")
     ap.add_argument("--name", default="scale")
     ap.add_argument("--pair-repeats", type=int, default=3,
                     help="cached runs of the smallest set that fits in memory and of the largest, alternated, "
@@ -172,7 +173,10 @@ def main(argv=None) -> int:
         pair = {"small": small, "large": large, "small_samples_per_s": pair[small],
                 "large_samples_per_s": pair[large], "ratios": ratios, "median_ratio": statistics.median(ratios)}
     for _, work in kept.values():
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     lines = [f"Device: {args.device} — {info['cpu']} ({info['cores']} cores), torch {info['torch']}, {args.threads} thread(s); "
              f"conv VAE (z = 32), 64x64 RGB, batch 64, {args.steps} steps per run.", "",
              "| N | cache build + first step, cold (s) | first step, cached (s) | peak RSS, cached (MB) | data | "
