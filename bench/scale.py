@@ -184,8 +184,9 @@ def main(argv=None) -> int:
     for n, r in rows.items():
         c, w, v = r["cold"], r["cached"], r["first_visit_s"]
         vis = " / ".join(f"{v[t]:.1f}" for t in ("Latent space", "Encode your image")) if v else "–"
+        data = f"{w['data_mb']:.0f} MB, {w['placement']}" if w.get("data_mb") is not None else "float32, in memory"
         lines.append(f"| {n:,} | {c['first_step_s']:.1f} | {w['first_step_s']:.1f} | {w['peak_rss_mb']:.0f} | "
-                     f"{w['data_mb']:.0f} MB, {w['placement']} | {w['samples_per_s']:.0f} | {vis} |")
+                     f"{data} | {w['samples_per_s']:.0f} | {vis} |")
     if pair:
         lines += ["", f"Streamed vs resident, cached runs alternated {args.pair_repeats}×: N = {pair['large']:,} "
                   f"(streamed) / N = {pair['small']:,} (in memory) samples/s = "
