@@ -33,11 +33,12 @@ st.caption(f"Upload or draw {kind}. It is turned into a {data.image_shape[1]}×{
            f"{'colour' if data.image_shape[0] == 3 else 'grey'} input, encoded to q(z|x) and decoded again.")
 
 
-@_ui.per_snapshot(max_entries=4, spinner="Encoding the training set…")
-def train_codes(snap, *, x: np.ndarray) -> np.ndarray:
-    """Posterior means of the training set, for the nearest neighbours (encoded on the first
-    image, so that opening the page costs nothing more than the test set's summary)."""
-    return explore.encode(snap.model, x).mu
+@_ui.per_snapshot(max_entries=4, progress="Encoding the training set")
+def train_codes(snap, *, x, progress) -> np.ndarray:
+    """Posterior means of the whole training set (an ImageSet, read a batch at a time), (N, D),
+    for the nearest neighbours: encoded on the first image, so that opening the page costs
+    nothing more than the test set's summary; only the codes are kept, never the images."""
+    return explore.posterior_means(snap.model, x, progress=progress)
 
 
 with _ui.guard("Could not encode the test set") as g:
@@ -99,8 +100,8 @@ def show_results(image: ImportedImage, source: str) -> None:
     idx, dist = explore.nearest_neighbours(train_codes(snap, x=data.x_train), mu, N_NEIGHBOURS)
     st.markdown("**Nearest training images** (d: Euclidean distance between posterior means)")
     # One column per neighbour: equal sizes whatever the caption lengths.
-    for col, i, d in zip(st.columns(N_NEIGHBOURS), idx, dist):
-        col.image(_ui.picture(data.x_train[i].numpy(), 112), width="stretch",
+    for col, i, d in zip(st.columns(N_NEIGHBOURS), idx, dist):  # only these k images are read
+        col.image(_ui.picture(data.x_train[int(i)].numpy(), 112), width="stretch",
                   caption=" · ".join(filter(None, [label(int(data.y_train[i])), f"d {d:#.3g}"])))
 
 

@@ -75,8 +75,9 @@ def test_set_lab(snap, data) -> None:
     with _ui.guard("Could not compute the test-set NLL") as g:
         res = _ui.result_on_request(
             "marginal", (snap.path, snap.step, snap.mtime, n, k), start,
-            lambda progress: lm.test_set_nll(snap.model, data.x_test[:n], k=k, progress=lambda done, total: progress(
-                done / total, f"{done:,} of {total:,} images")))
+            # a view of the first n test images (uint8), read a batch at a time: never n float images at once
+            lambda progress: lm.test_set_nll(snap.model, data.x_test.subset(slice(0, n)), k=k,
+                                             progress=lambda done, total: progress(done / total, f"{done:,} of {total:,} images")))
     if g.failed or res is None:
         st.caption("The usual number to report for a VAE: −log p(x) estimated with the importance-weighted bound, "
                    "averaged over test images (lower is better).")

@@ -2,12 +2,12 @@
 from typing import get_args
 
 import streamlit as st
+import torch
 
 from pages import _ui
 from pages._ui import run_panel
 from vae_core.data import list_datasets
 from vae_core.engine.config import LRSchedule, TrainConfig
-from vae_core.runs.manager import new_run_config
 
 OWN_FILES = "Your own files…"
 m = _ui.manager()
@@ -50,13 +50,16 @@ if choice == OWN_FILES:
 if missing := [d for d in infos if not d.available]:
     with col_data.expander(f"{len(missing)} dataset(s) unavailable here"):
         st.markdown("\n".join(f"- **{d.name}**: {d.detail}" for d in missing))
-if spec:
-    with col_strip, _ui.guard("Could not load the dataset") as g:
-        ds = _ui.dataset(spec, image_size, channels)
-        st.image(_ui.grid(ds.x_train[_ui.spread(len(ds.x_train), 16)].numpy(), ncols=16, target_px=40))
-        st.caption(f"**{spec}**: {len(ds.x_train):,} training and {len(ds.x_test):,} test images of {ds.image_shape[1]}×"
-                   f"{ds.image_shape[2]} × {ds.image_shape[0]} channel(s)"
-                   + (f" · {len(ds.class_names)} classes" if ds.class_names else ""))
+if spec:  # a glimpse from the disk cache (16 images read): the dataset itself is loaded when a run starts
+    with col_strip, _ui.guard("Could not read the dataset") as g:
+        if (peek := _ui.dataset_peek(spec, image_size, channels)) is not None:
+            st.image(_ui.grid(peek.images, ncols=16, target_px=40))
+            c, h, w = peek.image_shape
+            st.caption(f"**{spec}**: {peek.n_train:,} training and {peek.n_test:,} test images of {h}×{w} × {c} "
+                       "channel(s)" + (f" · {len(peek.class_names)} classes" if peek.class_names else ""))
+        else:
+            st.caption(f"**{spec}** is not in the dataset cache yet: it is decoded into the cache when a run "
+                       "starts (a progress bar shows it), and its examples show here after that.")
     spec = "" if g.failed else spec
 
 with st.form("new-run"):
@@ -75,17 +78,19 @@ with st.form("new-run"):
                             "decay to 0 by the last epoch (better models in the same time); constant: the same rate throughout.")
     batch = c4.number_input("Batch size", min_value=1, max_value=65536, value=defaults.batch_size)
     epochs = c5.number_input("Epochs", min_value=1, max_value=100000, value=defaults.epochs)
-    device = c6.selectbox("Device", ["auto", "cpu", "cuda", "mps"], help="auto: CUDA, then MPS, then CPU")
+    devices = run_panel.device_choices(torch.cuda.device_count())
+    device = c6.selectbox("Device", list(devices), help="auto: CUDA, then MPS, then CPU. All N GPUs: one training "
+                          "process per GPU (data-parallel), on this machine.")
     run_name = st.text_input("Run name (optional)", max_chars=64, placeholder="letters, digits, '.', '_' or '-'")
     submitted = st.form_submit_button("Start training", type="primary", disabled=not spec)
 
 if submitted:
     with _ui.guard("Could not start the run"):
-        res = m.start(new_run_config(
+        res = m.start(_ui.run_config(
             spec, image_size=image_size, channels=channels,
             model={"body": body, "latent_dim": int(latent), "likelihood": likelihood, "decoder_sigma": float(sigma)},
             train={"beta": float(beta), "lr": float(lr), "lr_schedule": schedule, "batch_size": int(batch),
-                   "epochs": int(epochs), "device": device}), name=run_name.strip() or None)
+                   "epochs": int(epochs), **devices[device]}), name=run_name.strip() or None)
         _ui.select_run(res.name)
         _ui.flash(res.message)
         st.rerun()

@@ -18,6 +18,7 @@ from .runs import (
     DEFAULT_RUN,
     LIVE_REFRESH_S,
     dataset,
+    dataset_peek,
     encoded_test_set,
     flash,
     live_snapshot,
@@ -39,7 +40,7 @@ from .runs import (
 )
 
 __all__ = [
-    "DEFAULT_RUN", "LIVE_REFRESH_S", "cached_result", "dataset", "display_scale", "encoded_test_set", "flash",
+    "DEFAULT_RUN", "LIVE_REFRESH_S", "cached_result", "dataset", "dataset_peek", "display_scale", "encoded_test_set", "flash",
     "grid", "guard", "guarded", "health", "live_snapshot", "manager", "page_context", "per_snapshot", "picture", "pinned", "progress_bar", "refresh_every",
     "remember_result", "require_snapshot", "rerun_when_run_ends", "result_on_request", "run_config", "run_dataset",
     "say_health", "select_run", "selected_run", "show_flash", "snapshot", "snapshot_caption", "spread", "start_default_run", "traverse_from",

@@ -65,6 +65,18 @@ def live_panel(run: str) -> None:
         st.image(grid(np.stack([x.numpy(), rec.mean]), target_px=56))
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def device_choices(gpu_count: int) -> dict[str, dict]:
+    """The run form's device options, each with the ``train`` settings it means: one device, or
+    with more than one GPU, "all N GPUs" (device cuda, one training process per GPU)."""
+    choices = {d: {"device": d} for d in DEVICES}
+    if gpu_count > 1:
+        choices[f"all {gpu_count} GPUs"] = {"device": "cuda", "nproc": int(gpu_count)}
+    return choices
+
+
 def _config_or_none(run: str):
     try:
         return rd.read_config(manager().path(run))

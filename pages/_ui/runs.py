@@ -6,13 +6,11 @@ in worker processes the RunManager starts; pages only read run directories throu
 """
 from __future__ import annotations
 
-import inspect
-
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from vae_core import explore
-from vae_core.data import Dataset, DatasetError, load_dataset
+from vae_core.data import Dataset, DatasetError, DatasetPeek, load_dataset, peek_dataset
 from vae_core.runs import rundir as rd
 from vae_core.runs.manager import RunManager, new_run_config
 
@@ -48,13 +46,24 @@ def dataset(spec: str, image_size: int | None = None, channels: int | None = Non
     return ds
 
 
+PEEK_TTL_S = 60  # a peek is kept this long: a large folder costs seconds just to check it is unchanged
+
+
+@st.cache_data(ttl=PEEK_TTL_S, max_entries=32, show_spinner="Looking for the dataset in the cache…")
+def dataset_peek(spec: str, image_size: int | None = None, channels: int | None = None) -> DatasetPeek | None:
+    """16 examples and the sizes of ``spec`` when the disk cache holds it, else None: nothing is
+    decoded and only 16 images are read (``data.peek_dataset``). Kept ``PEEK_TTL_S`` seconds;
+    ``run_config`` forgets them, since starting a run puts its dataset in the cache."""
+    return peek_dataset(spec, image_size=image_size, channels=channels, n=16)
+
+
 def run_config(dataset: str, **options):
     """``new_run_config(dataset, **options)``, with a progress bar while it decodes a dataset
     into the cache for the first time (it reads the dataset to learn the image shape)."""
     with progress_bar(f"Decoding **{dataset}** into the dataset cache (once)") as bar:
-        if "progress" in inspect.signature(new_run_config).parameters:
-            options["progress"] = bar
-        return new_run_config(dataset, **options)
+        config = new_run_config(dataset, progress=bar, **options)
+    dataset_peek.clear()  # the dataset is in the cache now
+    return config
 
 
 # Room for a whole sweep (up to 8 runs in the β lab) beside the selected run and a few others.
@@ -226,11 +235,12 @@ def snapshot_caption(name: str, snap: rd.Snapshot) -> None:
     st.caption(f"Run **{name}** · snapshot at step {snap.step:,} (epoch {snap.epoch}){live}")
 
 
-@per_snapshot(max_entries=8, spinner="Encoding the test set…")
-def encoded_test_set(snap: rd.Snapshot, *, x_test) -> explore.EncodedTestSet:
+@per_snapshot(max_entries=8, progress="Encoding the test set")
+def encoded_test_set(snap: rd.Snapshot, *, x_test, progress) -> explore.EncodedTestSet:
     """The run's test set under this snapshot: codes, per-dim KL, the PCA basis (read from
-    the worker's summary when it published one)."""
-    return explore.encoded_test_set(snap, x_test)
+    the worker's summary when it published one; otherwise encoded a batch at a time from the
+    ImageSet, with a progress bar, keeping only the (N, D) codes)."""
+    return explore.encoded_test_set(snap, x_test, progress=progress)
 
 
 def flash(message: str) -> None:

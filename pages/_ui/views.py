@@ -76,4 +76,5 @@ def caption(proj: explore.Projection, d: int, shown: str, note: str) -> str:
         return f"**PCA** of the {d}-dim codes μ: the two axes explain {ev} of their variance. {shown}." + (
             f" {proj.note}" if proj.note else "")
     return (f"**t-SNE** of the {d}-dim codes μ (perplexity 30, seed 0): nearby dots have similar codes; the axes "
-            f"have no units and distances between clusters mean little. {shown}.{note}")
+            f"have no units and distances between clusters mean little. {shown}.{note}"
+            + (f" {proj.note}" if proj.note else ""))

@@ -66,6 +66,43 @@ def test_dataset_list_holds_real_datasets_and_one_choice_for_your_own_files(empt
     assert [b for b in at.button if "Start training" in b.label][0].disabled
 
 
+def test_the_dataset_strip_is_a_peek_of_the_cache_and_nothing_is_loaded(empty_runs, tmp_path, monkeypatch):
+    import pages._ui.runs as ui_runs
+    from vae_core.data import clear_memo, load_dataset, registry
+
+    monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path / "fresh-cache"))
+    clear_memo()
+
+    def no_load(*a, **k):
+        raise AssertionError("the Train page must not load a dataset to show it")
+
+    monkeypatch.setattr(registry, "load_dataset", no_load)
+    monkeypatch.setattr(ui_runs, "load_dataset", no_load)
+    at = page_app("pages/train.py")
+    at.run()
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("digits").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("not in the dataset cache yet" in c.value and "progress bar" in c.value for c in at.caption)
+    assert not at.get("image")
+    monkeypatch.undo()  # the test itself now puts digits in the cache, as a run's start would
+    monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path / "fresh-cache"))
+    monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(empty_runs))
+    clear_memo()
+    ds = load_dataset("digits")
+    monkeypatch.setattr(registry, "load_dataset", no_load)
+    monkeypatch.setattr(ui_runs, "load_dataset", no_load)
+    at.run()
+    assert any("not in the dataset cache yet" in c.value for c in at.caption)  # the peek is kept a minute
+    ui_runs.dataset_peek.clear()  # as the minute passing, or a run started from this page, would
+    at.run()
+    assert not at.exception, at.exception
+    strip = at.get("image")[0].proto.imgs
+    assert len(strip) == 1  # one grid of 16 examples
+    assert any(f"{len(ds.x_train):,} training and {len(ds.x_test):,} test images of 8×8" in c.value for c in at.caption)
+    clear_memo()
+
+
 # --- the loss curve's name -------------------------------------------------------------------------
 def test_loss_curve_is_named_after_the_runs_objective(app_runs, tmp_path, monkeypatch):
     import json

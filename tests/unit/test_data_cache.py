@@ -549,3 +549,61 @@ def test_sparse_images_compressed_200x_are_not_a_bomb(tmp_path):
     assert 100 < ratio < MAX_COMPRESSION_RATIO and x.nbytes > 64 * 2**20
     raw = load(folder.plan_folder(str(path), 32, None), tmp_path / "cache")
     assert np.array_equal(raw.x[-5:], x[-5:])
+
+
+# --------------------------------------------------------------------------- a peek without loading
+
+
+def test_peek_reads_a_few_rows_of_a_cached_dataset_and_never_builds(tmp_path, monkeypatch):
+    from vae_core.data import peek_dataset
+    from vae_core.data.imageset import ImageSet
+
+    c = tmp_path / "cache"
+    root = idx_folder(tmp_path / "idx")
+    spec = f"idx:{root}"
+    assert peek_dataset(spec, cache_dir=c) is None           # not cached: nothing decoded, nothing written
+    assert not c.exists() or not entries(c)
+    ds = load_dataset(spec, cache_dir=c)
+    read = []
+    real = ImageSet._gather
+    monkeypatch.setattr(ImageSet, "_gather", lambda self, rows: read.append(len(rows)) or real(self, rows))
+    monkeypatch.setattr(cache, "file_crc32", lambda p: pytest.fail("a peek must not checksum the cache"))
+    p = peek_dataset(spec, n=4, cache_dir=c)
+    assert read == [4]                                         # only the 4 rows shown
+    assert p.images.shape == (4, 1, 6, 5) and p.images.dtype == np.float32
+    assert (p.n_train, p.n_test, p.image_shape) == (len(ds.x_train), len(ds.x_test), ds.image_shape) == (30, 8, (1, 6, 5))
+    np.testing.assert_array_equal(p.images[0], ds.x_train[0].numpy())   # row 0, then evenly spread to the last
+    np.testing.assert_array_equal(p.images[-1], ds.x_train[29].numpy())
+
+
+def test_peek_of_a_split_dataset_counts_its_split_and_resizes_like_a_load(tmp_path):
+    from vae_core.data import peek_dataset
+
+    c = tmp_path / "cache"
+    pets = make_folder(tmp_path / "pets", 10)
+    spec = f"folder:{pets}"
+    assert peek_dataset(spec, image_size=8, channels=3, cache_dir=c) is None
+    ds = load_dataset(spec, image_size=8, channels=3, cache_dir=c)
+    p = peek_dataset(spec, image_size=8, channels=3, cache_dir=c)
+    assert (p.n_train, p.n_test) == (len(ds.x_train), len(ds.x_test)) and p.n_train + p.n_test == 10
+    assert p.image_shape == (3, 8, 8) and p.class_names == ds.class_names == ("a", "b")
+    assert peek_dataset(spec, image_size=16, channels=3, cache_dir=c) is None   # another size is another entry
+    # A built-in source resized after loading (post_resize) peeks resized too.
+    d = load_dataset("digits", image_size=16, cache_dir=c)
+    q = peek_dataset("digits", image_size=16, n=3, cache_dir=c)
+    assert q.image_shape == (1, 16, 16) == d.image_shape and (q.n_train, q.n_test) == (len(d.x_train), len(d.x_test))
+    assert 0.0 <= q.images.min() and q.images.max() <= 1.0
+    with pytest.raises(DatasetError):
+        peek_dataset(f"folder:{tmp_path / 'missing'}", cache_dir=c)
+
+
+def test_peek_ignores_a_damaged_entry(tmp_path):
+    from vae_core.data import peek_dataset
+
+    c = tmp_path / "cache"
+    spec = f"idx:{idx_folder(tmp_path / 'idx')}"
+    load_dataset(spec, cache_dir=c)
+    (entry,) = entries(c)
+    with open(entry / "x.npy", "ab") as f:
+        f.write(b"\0" * 7)                                     # the size no longer matches the manifest
+    assert peek_dataset(spec, cache_dir=c) is None

@@ -504,3 +504,77 @@ def test_nearest_neighbours_memory_stays_a_few_mb_whatever_n():
         tracemalloc.stop()
     assert idx[0] == 123_456 and dist[0] == 0.0
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MB"  # all distances at once in float64 took ~100 MB
+
+
+# --- the explorer pages on large sets (issue 12) -------------------------------------------------
+def test_encoded_test_set_without_a_summary_reads_a_memory_mapped_set_a_batch_at_a_time(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from vae_core.runs.summary import summarise
+
+    model, x = make_model(latent_dim=3), _image_set(n=2300, memmap_dir=tmp_path)
+    snap = SimpleNamespace(run_dir=tmp_path / "no-run", step=7, model=model)  # no summary.safetensors there
+    rows = _RowRecorder(monkeypatch)
+    seen = []
+    ets = ex.encoded_test_set(snap, x, progress=lambda d, t: seen.append((d, t)), batch_size=500)
+    assert not ets.published
+    assert ets.codes.mu.shape == (2300, 3) and ets.codes.sigma.shape == (2300, 3)
+    assert max(rows.rows) == 500 and sum(rows.rows) == 2300  # never the whole set as floats
+    assert seen == [(500, 2300), (1000, 2300), (1500, 2300), (2000, 2300), (2300, 2300)]
+    ref = summarise(model, x[:], 7)  # the old way, on 2,300 tiny images
+    np.testing.assert_allclose(ets.codes.mu, ref.mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ets.codes.sigma, np.exp(0.5 * ref.logvar), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ets.summary.kl_per_dim, ref.kl_per_dim, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.abs(ets.pca.components), np.abs(ref.pca_components), atol=1e-5)
+
+
+def test_tsne_is_fitted_on_a_spread_sample_of_many_codes(monkeypatch):
+    from vae_core.explore import projection
+
+    fitted = []
+    real = projection._tsne
+
+    def recording(mu, seed):
+        fitted.append(len(mu))
+        return real(mu, seed)
+
+    monkeypatch.setattr(projection, "_tsne", recording)
+    monkeypatch.setattr(projection, "TSNE_MAX_POINTS", 60)
+    rng = np.random.default_rng(0)
+    mu = np.concatenate([rng.normal(size=(100, 4)), rng.normal(size=(100, 4)) + 8]).astype(np.float32)
+    p = ex.project_2d(mu, "tsne", seed=0)
+    assert fitted == [60]  # the other 140 codes are placed, not fitted
+    assert p.method == "tsne" and p.xy.shape == (200, 2) and np.isfinite(p.xy).all()
+    assert "60" in p.note and "140" in p.note
+    # placed codes land among their own cluster's fitted points
+    fit = projection.spread_indices(200, 60)
+    c1, c2 = p.xy[fit[fit < 100]], p.xy[fit[fit >= 100]]
+    for i in (1, 150):
+        own = c1 if i < 100 else c2
+        assert own.min(0)[0] - 1e-3 <= p.xy[i, 0] <= own.max(0)[0] + 1e-3
+    fitted.clear()
+    small = ex.project_2d(mu[:50], "tsne", seed=0)
+    assert fitted == [50] and small.note == ""
+
+
+def test_spread_indices_are_even_sorted_and_capped():
+    from vae_core.explore.projection import spread_indices
+
+    ids = spread_indices(200_000, 5000)
+    assert len(ids) == 5000 and ids[0] == 0 and ids[-1] == 199_999 and (np.diff(ids) > 0).all()
+    assert np.diff(ids).max() - np.diff(ids).min() <= 1
+    assert list(spread_indices(3, 10)) == [0, 1, 2] and len(spread_indices(0, 10)) == 0
+
+
+def test_the_run_form_offers_all_gpus_only_with_more_than_one():
+    from pages._ui.run_panel import device_choices
+
+    for n in (0, 1):
+        assert list(device_choices(n)) == ["auto", "cpu", "cuda", "mps"]
+        assert all(v == {"device": k} for k, v in device_choices(n).items())
+    four = device_choices(4)
+    assert list(four)[-1] == "all 4 GPUs" and four["all 4 GPUs"] == {"device": "cuda", "nproc": 4}
+    assert four["cuda"] == {"device": "cuda"}  # one GPU stays one process
+    from vae_core.engine.config import TrainConfig
+
+    assert TrainConfig(**four["all 4 GPUs"]).nproc == 4

@@ -6,8 +6,8 @@ Modules: ``dataset`` (what a dataset is, the split), ``registry`` (specs, loadin
 (the one guarded image decoder), ``upload`` and ``digit`` (a user's picture as a model input).
 """
 from .dataset import Dataset, DatasetError, DatasetStatus
-from .registry import DEFAULT_DATASET, clear_memo, list_datasets, load_dataset, parse_spec
+from .registry import DEFAULT_DATASET, DatasetPeek, clear_memo, list_datasets, load_dataset, parse_spec, peek_dataset
 from .sources.idx import read_idx
 
-__all__ = ["DEFAULT_DATASET", "Dataset", "DatasetError", "DatasetStatus", "clear_memo", "list_datasets",
-           "load_dataset", "parse_spec", "read_idx"]
+__all__ = ["DEFAULT_DATASET", "Dataset", "DatasetError", "DatasetPeek", "DatasetStatus", "clear_memo",
+           "list_datasets", "load_dataset", "parse_spec", "peek_dataset", "read_idx"]

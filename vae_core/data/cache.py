@@ -110,21 +110,9 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
 
 def _check_array(path: Path, spec: dict) -> str | None:
     """Why ``path`` does not match its manifest entry, or None."""
-    try:
-        st = path.stat()
-    except OSError:
-        return f"{path.name} is missing"
-    if st.st_size != spec["bytes"]:
-        return f"{path.name} is {st.st_size:,} bytes but the manifest says {spec['bytes']:,}"
-    try:
-        shape, fortran, dtype, offset = _npy_header(path)
-    except (OSError, ValueError) as e:
-        return f"{path.name} has an unreadable header ({e})"
-    if list(shape) != spec["shape"] or dtype.str != spec["dtype"] or fortran:
-        return (f"{path.name} holds {dtype.str} {list(shape)} but the manifest says "
-                f"{spec['dtype']} {spec['shape']}")
-    if offset + math.prod(shape) * dtype.itemsize != st.st_size:
-        return f"{path.name} is {st.st_size:,} bytes, not the {offset + math.prod(shape) * dtype.itemsize:,} its shape needs"
+    problem, st = _check_layout(path, spec)
+    if problem is not None:
+        return problem
     sig = _signature(st)
     with _verified_lock:
         if _verified.get(str(path)) == sig:
@@ -134,6 +122,28 @@ def _check_array(path: Path, spec: dict) -> str | None:
     with _verified_lock:
         _verified[str(path)] = sig
     return None
+
+
+def _check_layout(path: Path, spec: dict) -> tuple[str | None, os.stat_result | None]:
+    """(why ``path``'s size or header does not match its manifest entry, or None; its stat):
+    the checks that read no data."""
+    try:
+        st = path.stat()
+    except OSError:
+        return f"{path.name} is missing", None
+    if st.st_size != spec["bytes"]:
+        return f"{path.name} is {st.st_size:,} bytes but the manifest says {spec['bytes']:,}", st
+    try:
+        shape, fortran, dtype, offset = _npy_header(path)
+    except (OSError, ValueError) as e:
+        return f"{path.name} has an unreadable header ({e})", st
+    if list(shape) != spec["shape"] or dtype.str != spec["dtype"] or fortran:
+        return (f"{path.name} holds {dtype.str} {list(shape)} but the manifest says "
+                f"{spec['dtype']} {spec['shape']}"), st
+    if offset + math.prod(shape) * dtype.itemsize != st.st_size:
+        return (f"{path.name} is {st.st_size:,} bytes, not the {offset + math.prod(shape) * dtype.itemsize:,} "
+                "its shape needs"), st
+    return None, st
 
 
 def _read_manifest(entry: Path) -> dict:
@@ -193,6 +203,36 @@ def _load(entry: Path, digest: str, key: dict) -> tuple[RawData | None, str | No
         return None, f"its manifest or files are malformed ({type(e).__name__}: {e})"
     _touch(entry)
     return raw, None
+
+
+def peek(kind: str, key: dict, cache_dir: str | Path | None, *, origin: dict | None = None) -> dict | None:
+    """What the cache holds for (kind, key) without building, checksumming or reading it whole:
+    ``{"x": map, "x_test": map or None, "scale", "class_names"}`` with the images as read-only
+    maps of the cached files (nothing is read until used), or None when there is no usable
+    entry (absent, another source's, or its files do not match their manifest's sizes)."""
+    entry = entry_path(cache_root(cache_dir), kind, key, origin)
+    try:
+        meta = _read_manifest(entry)
+        if (meta.get("format") != FORMAT or meta.get("version") != CACHE_VERSION
+                or meta["source"]["digest"] != _digest([CACHE_VERSION, kind, key])
+                or meta["source"]["key"] != json.loads(json.dumps(key))):
+            return None
+        specs = meta["arrays"]
+        images = {}
+        for name in _MAPPED:
+            if name not in specs:
+                continue
+            path = entry / specs[name]["file"]
+            if _check_layout(path, specs[name])[0] is not None:
+                return None
+            images[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        if "x" not in images:
+            return None
+        class_names = meta.get("class_names")
+        return {"x": images["x"], "x_test": images.get("x_test"), "scale": float(meta["scale"]),
+                "class_names": None if class_names is None else tuple(str(c) for c in class_names)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # --------------------------------------------------------------------------- writing

@@ -88,16 +88,20 @@ class RawData:
     notes: tuple[str, ...] = ()
 
 
+def held_out_count(n: int, test_size: int | float) -> int:
+    """How many of n examples the split puts in the test set (``test_size``: a fraction or a count)."""
+    if isinstance(test_size, float):
+        return 0 if n < 2 else max(1, int(round(n * test_size)))
+    return min(test_size, n - 1) if n > 1 else 0
+
+
 def split_indices(y: np.ndarray, test_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic split, stratified by label whenever the labels allow it.
 
     test_size: a fraction of the examples (float) or a count (int).
     """
     n = len(y)
-    if isinstance(test_size, float):
-        n_test = 0 if n < 2 else max(1, int(round(n * test_size)))
-    else:
-        n_test = min(test_size, n - 1) if n > 1 else 0
+    n_test = held_out_count(n, test_size)
     if n_test == 0:
         return np.arange(n), np.arange(0)
     if (y >= 0).all():

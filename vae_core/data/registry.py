@@ -18,13 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
+import numpy as np
+
 from . import cache
-from .dataset import Dataset, DatasetError, DatasetStatus, assemble
+from .dataset import Dataset, DatasetError, DatasetStatus, _resized, assemble, held_out_count
+from .imageset import ImageSet
 from .images import FORMATS_TEXT
 from .sources import builtin, folder, idx, shapes
 from .sources.plan import Plan
 
-__all__ = ["DEFAULT_DATASET", "clear_memo", "list_datasets", "load_dataset", "parse_spec"]
+__all__ = ["DEFAULT_DATASET", "DatasetPeek", "clear_memo", "list_datasets", "load_dataset", "parse_spec",
+           "peek_dataset"]
 
 DEFAULT_DATASET = "mnist"
 MEMO_SIZE = 4                          # datasets can be hundreds of MB; keep only a few
@@ -161,3 +165,45 @@ def list_datasets() -> list[DatasetStatus]:
         for listed in entry.listed:
             out.append(DatasetStatus(listed, available, detail, entry.description, needs_path="<" in listed))
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetPeek:
+    """A glimpse of a dataset already in the disk cache: a few examples and its sizes.
+
+    images: (k, C, H, W) float32 in [0, 1], evenly spread over the cached images.
+    n_train, n_test: the sizes of the split ``load_dataset`` makes.
+    """
+
+    images: np.ndarray
+    n_train: int
+    n_test: int
+    image_shape: tuple[int, int, int]
+    class_names: tuple[str, ...] | None
+
+
+def peek_dataset(spec: str, *, image_size: int | None = None, channels: int | None = None, n: int = 16,
+                 cache_dir: str | Path | None = None) -> DatasetPeek | None:
+    """``n`` examples and the sizes of dataset ``spec`` when the disk cache already holds it,
+    reading only those ``n`` images; None when it is not cached yet. Never decodes a source
+    and never checksums the cache (``load_dataset`` does both), so it is cheap enough for a
+    form that shows a dataset before anything is trained on it. Raises DatasetError for a bad
+    spec or a missing source, like ``load_dataset``."""
+    kind, arg = parse_spec(spec)
+    plan = _REGISTRY[kind].plan(arg, image_size, channels)
+    hit = cache.peek(plan.kind, plan.key, cache_dir, origin=plan.origin)
+    if hit is None:
+        return None
+    x, x_test, scale = hit["x"], hit["x_test"], hit["scale"]
+    n_all = int(x.shape[0])
+    pick = np.unique(np.linspace(0, max(0, n_all - 1), num=max(0, min(n, n_all))).round().astype(np.int64))
+    rows = ImageSet(x, scale).uint8(pick)  # (k, C, H, W): only these rows are read
+    c, h, w = (int(v) for v in x.shape[1:])
+    if plan.post_resize and ((image_size is not None and (h, w) != (image_size, image_size))
+                             or (channels is not None and channels != c)):
+        rows, scale = _resized(rows, scale, image_size, channels), 255.0  # as ``assemble`` would
+        c, h, w = rows.shape[1:]
+    n_train, n_test = (n_all, int(x_test.shape[0])) if x_test is not None else (
+        n_all - held_out_count(n_all, plan.test_size), held_out_count(n_all, plan.test_size))
+    images = rows.astype(np.float32) / np.float32(scale)
+    return DatasetPeek(images, n_train, n_test, (int(c), int(h), int(w)), hit["class_names"])

@@ -31,6 +31,7 @@ from .codes import (
 from .display import tile, upscale
 from .test_set import EncodedTestSet, encoded_test_set
 from .projection import (
+    TSNE_MAX_POINTS,
     PcaAxes,
     Projection,
     has_spread,
@@ -49,5 +50,5 @@ __all__ = [
     "reconstruct", "sample_prior", "sigma_ellipses", "tile", "traversal_codes", "traversal_grid", "traverse_one",
     "upscale", "EncodedTestSet", "encoded_test_set",
     # whole sets a batch at a time, keeping scores or codes, never images (issue 11)
-    "Scores", "nearest_neighbours_chunked", "posterior_means", "score_examples", "worst_and_best",
+    "Scores", "TSNE_MAX_POINTS", "nearest_neighbours_chunked", "posterior_means", "score_examples", "worst_and_best",
 ]

@@ -77,6 +77,14 @@ def has_spread(mu: np.ndarray, rel: float = 1e-6) -> bool:
     return float(m.std(0).max()) > rel * scale
 
 
+TSNE_MAX_POINTS = 2500  # codes t-SNE is fitted on (about 10 s on two CPU cores); more are placed, not fitted
+
+
+def spread_indices(n_total: int, k: int) -> np.ndarray:
+    """At most k indices evenly spread over 0..n_total-1, ascending (data sets are often sorted by class)."""
+    return np.unique(np.linspace(0, max(0, n_total - 1), num=max(0, min(k, n_total))).round().astype(np.int64))
+
+
 def _tsne(mu: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
@@ -100,8 +108,9 @@ def project_2d(
 
     "identity": the codes themselves (only for D == 2). "dims": two raw dims. "pca": the first
     two principal axes (deterministic, no seed needed). "tsne": scikit-learn t-SNE, seeded, init
-    "pca", perplexity min(30, (N-1)/3); ``progress(done, total)`` is called before (0, 1) and
-    after (1, 1) since t-SNE offers no finer callback. "auto": identity for D == 2, else PCA.
+    "pca", perplexity min(30, (N-1)/3), fitted on at most ``TSNE_MAX_POINTS`` evenly spread codes (the
+    others placed among their nearest fitted neighbours, said in ``note``); ``progress(done, total)``
+    is called before (0, 1) and after (1, 1) since t-SNE offers no finer callback. "auto": identity for D == 2, else PCA.
     A 1-dim model always gets a strip (x = mu, y = 0), said in ``note``.
     """
     m = np.asarray(mu, dtype=np.float32)
@@ -139,10 +148,21 @@ def project_2d(
                               "Every code is the same point, so t-SNE has nothing to arrange; showing PCA.")
         if progress:
             progress(0, 1)
-        xy = _tsne(m, seed)
+        if n > TSNE_MAX_POINTS:
+            # t-SNE's cost grows faster than N and it is only a picture: fit an evenly spread
+            # sample, and place every other code among its nearest fitted neighbours.
+            fit = spread_indices(n, TSNE_MAX_POINTS)
+            xy = np.empty((n, 2), np.float32)
+            xy[fit] = _tsne(m[fit], seed)
+            rest = np.setdiff1d(np.arange(n), fit)
+            xy[rest] = place_new_points_tsne(m[fit], xy[fit], m[rest])
+            note = (f"t-SNE was fitted on {len(fit):,} evenly spread codes; the other {len(rest):,} are placed "
+                    "among their nearest fitted neighbours.")
+        else:
+            xy, note = _tsne(m, seed), ""
         if progress:
             progress(1, 1)
-        return Projection(xy, "tsne", None, None)
+        return Projection(xy, "tsne", None, None, note)
     axes = pca_fit(m)
     return Projection(axes.transform(m), "pca", axes.explained_variance, None)
 

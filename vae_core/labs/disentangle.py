@@ -246,7 +246,8 @@ def factor_report(model, x, factors, factor_names, n: int = DEFAULT_SAMPLES, bin
     """
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(x), size=min(n, len(x)), replace=False))
-    xs = x[idx] if isinstance(x, ImageSet) else x[torch.as_tensor(idx)] if isinstance(x, torch.Tensor) else np.asarray(x)[idx]
+    # An ImageSet stays uint8: a view of the n rows, encoded a batch at a time (n float images: 100s of MB).
+    xs = x.subset(idx) if isinstance(x, ImageSet) else x[torch.as_tensor(idx)] if isinstance(x, torch.Tensor) else np.asarray(x)[idx]
     fs = np.asarray(factors)[idx]  # (n, K)
     codes = explore.encode(model, xs)
     mu = codes.mu  # (n, D)
