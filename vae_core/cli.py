@@ -11,9 +11,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .engine.config import ConfigError, RunConfig
+from .engine.config import ConfigError, RunConfig, TrainConfig
 from .runs import rundir as rd
+
+if TYPE_CHECKING:
+    from .data import Dataset
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -94,7 +98,10 @@ class _BuildProgress:
             self.bar = None
 
 
-def _config_from_flags(args) -> RunConfig:
+def _config_from_flags(args) -> tuple[RunConfig, Dataset]:
+    """The run's config from the flags, and its dataset (loaded, with a progress bar on a first
+    decode, to read the image shape; the trainer then uses it rather than looking it up again)."""
+    from .data import load_dataset
     from .runs.manager import new_run_config
 
     model = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
@@ -102,10 +109,13 @@ def _config_from_flags(args) -> RunConfig:
     dataset = args.dataset or "mnist"
     progress = _BuildProgress(f"decoding {dataset}")
     try:
-        return new_run_config(dataset, image_size=args.image_size, channels=args.channels,
-                              model=model, train=train, progress=progress)
+        data = load_dataset(dataset, image_size=args.image_size, channels=args.channels,
+                            seed=train.get("seed", TrainConfig.seed), progress=progress)
     finally:
         progress.close()
+    config = new_run_config(dataset, image_size=args.image_size, channels=args.channels, model=model, train=train,
+                            data=data)
+    return config, data
 
 
 def cmd_train(args) -> int:
@@ -113,12 +123,13 @@ def cmd_train(args) -> int:
     from .runs.trainer import AlreadyRunning, train
 
     in_torchrun = dd.under_torchrun()
+    data = None  # the dataset, when building the config from flags loaded it
     follower = in_torchrun and (dd.DistContext.from_env() or dd.DistContext(0, 1, 0, 1)).rank != 0
     flags_given = any(getattr(args, k) is not None for k in (*_MODEL_FLAGS, *_TRAIN_FLAGS, "dataset"))
     if follower and flags_given and not args.resume:
         # Rank > 0 of a run started by torchrun with flags: rank 0 may already have written the
         # config; build the same one from the same flags (it never writes).
-        config = _config_from_flags(args)
+        config, data = _config_from_flags(args)
         run_dir = Path(args.run_dir) if args.run_dir else Path(".")
     elif args.run_dir and (Path(args.run_dir) / rd.CONFIG).exists():
         only_nproc = args.nproc is not None and not any(
@@ -135,7 +146,7 @@ def cmd_train(args) -> int:
     else:
         if args.resume:
             raise ConfigError(f"nothing to resume: {args.run_dir} has no config.json")
-        config = _config_from_flags(args)
+        config, data = _config_from_flags(args)
         if args.run_dir:
             run_dir = Path(args.run_dir)
         else:
@@ -174,7 +185,7 @@ def cmd_train(args) -> int:
             bar.write(f"epoch {rec['epoch']}: test ELBO {rec['test_elbo']:.2f} nats")
 
     try:
-        status = train(config, run_dir, resume=args.resume, on_log=on_log)
+        status = train(config, run_dir, resume=args.resume, on_log=on_log, data=data)
     except AlreadyRunning as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

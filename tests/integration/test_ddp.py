@@ -64,7 +64,8 @@ def test_two_processes_reproduce_one_process_and_nproc_launches_torchrun(tmp_pat
     try:  # the one-process reference, in this process, from the same flags
         p = argparse.ArgumentParser()
         _add_train_flags(p)
-        one = train(_config_from_flags(p.parse_args(args)), tmp_path / "one")
+        config, data = _config_from_flags(p.parse_args(args))
+        one = train(config, tmp_path / "one", data=data)
     finally:
         torch.set_num_threads(threads)
     assert one.state == "finished"

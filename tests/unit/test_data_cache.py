@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vae_core.cli import _BuildProgress
@@ -402,7 +403,7 @@ def test_a_folder_is_scanned_once_per_process_until_it_changes(tmp_path, monkeyp
     os.utime(root / "a", (time.time() - 60, time.time() - 60))
     scan = folder.scan_folder(root)
     assert len(walks) == 1
-    assert scan.stats[[p for _, p in scan.found].index(target)] == (target.stat().st_size, target.stat().st_mtime_ns)
+    assert scan.stats[[p for _, p in scan.found].index(str(target))] == (target.stat().st_size, target.stat().st_mtime_ns)
     folder.scan_folder(root)
     assert len(walks) == 1                                    # settled again: memoised
 
@@ -431,10 +432,10 @@ def test_scan_order_and_key_match_os_walk(tmp_path):
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = Path(dirpath).relative_to(root).parts
-        expected += [[*rel, f] for f in sorted(filenames) if folder._is_image_name([*rel, f])]
+        expected += [(*rel, f) for f in sorted(filenames) if folder._is_image_name([*rel, f])]
     scan = folder.scan_folder(root)
     assert [parts for parts, _ in scan.found] == expected
-    assert scan.stats[expected.index(["a", "dangling.png"])] == (-1, 0)   # named as unreadable later, not a crash
+    assert scan.stats[expected.index(("a", "dangling.png"))] == (-1, 0)   # named as unreadable later, not a crash
 
 
 # --------------------------------------------------------------------------- bad files
@@ -607,3 +608,82 @@ def test_peek_ignores_a_damaged_entry(tmp_path):
     with open(entry / "x.npy", "ab") as f:
         f.write(b"\0" * 7)                                     # the size no longer matches the manifest
     assert peek_dataset(spec, cache_dir=c) is None
+
+
+# --------------------------------------------------------------------------- the checksum stamp
+
+
+def test_an_untouched_entry_is_not_checksummed_again_by_the_next_process(tmp_path, monkeypatch):
+    c = tmp_path / "cache"
+    plan = folder.plan_folder(str(make_folder(tmp_path / "pets", 6)), None, None)
+    first = load(plan, c)
+    stamp = json.loads((entries(c)[0] / cache.VERIFIED).read_text())
+    assert set(stamp) == {"x.npy", "y.npy"}
+    crcs = []
+    real = cache.file_crc32
+    monkeypatch.setattr(cache, "file_crc32", lambda p: crcs.append(Path(p).name) or real(p))
+    cache.clear_verified()                                       # as a new process starts
+    again = load(plan, c)
+    assert crcs == [] and not again.notes
+    assert_same(again, first)
+
+
+def test_a_damaged_stamp_only_costs_a_checksum(tmp_path, monkeypatch):
+    c = tmp_path / "cache"
+    plan = folder.plan_folder(str(make_folder(tmp_path / "pets", 6)), None, None)
+    first = load(plan, c)
+    (entries(c)[0] / cache.VERIFIED).write_text("{not json")
+    crcs = []
+    real = cache.file_crc32
+    monkeypatch.setattr(cache, "file_crc32", lambda p: crcs.append(Path(p).name) or real(p))
+    cache.clear_verified()
+    again = load(plan, c)
+    assert sorted(crcs) == ["x.npy", "y.npy"] and not again.notes   # checked, found good, kept
+    assert_same(again, first)
+    assert set(json.loads((entries(c)[0] / cache.VERIFIED).read_text())) == {"x.npy", "y.npy"}  # re-stamped
+
+
+# --------------------------------------------------------------------------- remembered splits
+
+
+@pytest.mark.parametrize("y", [np.repeat(np.arange(5), 40), np.full(200, -1)], ids=["stratified", "unlabelled"])
+def test_a_remembered_split_is_the_split_and_is_read_not_recomputed(tmp_path, monkeypatch, y):
+    from vae_core.data.dataset import split_indices
+
+    want_tr, want_te = split_indices(y, 0.1, 7)
+    tr, te = cache.remembered_split(tmp_path, y, 0.1, 7)
+    assert np.array_equal(tr, want_tr) and np.array_equal(te, want_te)
+    monkeypatch.setattr(cache, "split_indices", lambda *a: pytest.fail("recomputed a remembered split"))
+    tr2, te2 = cache.remembered_split(tmp_path, y, 0.1, 7)
+    assert np.array_equal(tr2, want_tr) and np.array_equal(te2, want_te)
+    assert len(list((tmp_path / cache.SPLITS).glob("*.npy"))) == 1
+    with pytest.raises(pytest.fail.Exception):               # another seed is another split
+        cache.remembered_split(tmp_path, y, 0.1, 8)
+
+
+def test_a_damaged_remembered_split_is_computed_again(tmp_path):
+    from vae_core.data.dataset import split_indices
+
+    y = np.repeat(np.arange(4), 25)
+    cache.remembered_split(tmp_path, y, 0.2, 0)
+    (f,) = (tmp_path / cache.SPLITS).glob("*.npy")
+    np.save(f, np.array([5, 3, 99], np.int64))               # wrong length, unsorted
+    tr, te = cache.remembered_split(tmp_path, y, 0.2, 0)
+    want_tr, want_te = split_indices(y, 0.2, 0)
+    assert np.array_equal(tr, want_tr) and np.array_equal(te, want_te)
+    f.write_bytes(b"\x93NUMPY garbage")
+    assert np.array_equal(cache.remembered_split(tmp_path, y, 0.2, 0)[1], want_te)
+
+
+def test_load_dataset_gives_the_same_split_remembered_or_computed(tmp_path):
+    from vae_core.data import registry
+
+    root = make_folder(tmp_path / "pets", 60, classes=("a", "b", "c"))
+    first = load_dataset(f"folder:{root}", cache_dir=tmp_path / "cache")      # computed, then remembered
+    assert len(list((tmp_path / "cache" / cache.SPLITS).glob("*.npy"))) == 1
+    registry.clear_memo()
+    remembered = load_dataset(f"folder:{root}", cache_dir=tmp_path / "cache")
+    for ds in (first, remembered):
+        assert np.array_equal(ds.y_test.numpy(), first.y_test.numpy())
+        assert torch.equal(ds.x_test[:], first.x_test[:]) and torch.equal(ds.x_train[:], first.x_train[:])
+    assert len(set(first.y_test.tolist())) == 3                               # stratified: every class held out

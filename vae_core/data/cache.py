@@ -10,10 +10,13 @@ of it or none of it.
 
 Loading maps the image arrays read-only (``np.load(mmap_mode="r")``): nothing is read until it
 is used. Every load checks each file's size against the manifest and its own header (a cut file
-is caught without reading it); the CRC-32 of every file is checked once per process and entry,
-and again whenever a file's inode, size or mtime changes (2.3 GB take ~1.3 s from the page cache,
-~4 s from disk here: too slow for every load). An entry that fails any check is removed and
-rebuilt, and the returned notes say so.
+is caught without reading it); the CRC-32 of every file is checked when the file's inode, size,
+mtime or ctime differ from those recorded in the entry's ``verified.json`` by the last process
+that checksummed it (2.3 GB take ~2 s from the page cache, ~4 s from disk here: too slow for
+every start of a worker). Any write through the file system changes a file's ctime, which
+cannot be set back, so a modified file is always checksummed again; damage below the file
+system (failing media) is left to it. An entry that fails any check is removed and rebuilt, and
+the returned notes say so.
 
 The cache stays under a size limit (``LATENT_EXPLORER_CACHE_MAX_GB``; default 20 GB, or half of
 what the disk has free for it, whichever is smaller): writing an entry removes the least
@@ -42,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from .dataset import RawData
+from .dataset import RawData, held_out_count, split_indices
 from .sources.plan import BuildOutput, Progress
 
 FORMAT = "latent-explorer-dataset-cache"
@@ -51,6 +54,7 @@ FORMAT = "latent-explorer-dataset-cache"
 CACHE_VERSION = 3
 MANIFEST = "meta.json"
 LAST_USED = "last_used"
+VERIFIED = "verified.json"   # which files were checksummed, as of which stat (see _stamped)
 MAX_GB_ENV = "LATENT_EXPLORER_CACHE_MAX_GB"
 DEFAULT_MAX_BYTES = 20 * 10**9
 EVICT_GRACE_S = 600.0                  # an entry used this recently is never evicted
@@ -94,7 +98,37 @@ def file_crc32(path: Path) -> str:
 
 
 def _signature(st: os.stat_result) -> tuple:
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+    # The change time too: any write through the file system sets it, and no one can set it
+    # back (os.utime restores an mtime, never a ctime).
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _stamped(path: Path, sig: tuple, crc: str) -> bool:
+    """Whether the entry's ``VERIFIED`` stamp says a process already checksummed ``path`` as it
+    is now (the same inode, size, mtime and ctime) and found ``crc``."""
+    try:
+        stamp = json.loads((path.parent / VERIFIED).read_text())
+        return stamp.get(path.name) == [*sig, crc]
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _stamp(path: Path, sig: tuple, crc: str) -> None:
+    """Record in the entry that ``path`` matched ``crc`` while its stat was ``sig`` (best effort:
+    a read-only cache simply checksums again in the next process)."""
+    stamp_file = path.parent / VERIFIED
+    try:
+        try:
+            stamp = json.loads(stamp_file.read_text())
+            stamp = stamp if isinstance(stamp, dict) else {}
+        except (OSError, ValueError):
+            stamp = {}
+        stamp[path.name] = [*sig, crc]
+        tmp = stamp_file.with_name(f".{VERIFIED}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, stamp_file)
+    except OSError:
+        pass
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
@@ -117,8 +151,10 @@ def _check_array(path: Path, spec: dict) -> str | None:
     with _verified_lock:
         if _verified.get(str(path)) == sig:
             return None
-    if file_crc32(path) != spec["crc32"]:
-        return f"{path.name} fails its checksum (its bytes changed after it was written)"
+    if not _stamped(path, sig, spec["crc32"]):
+        if file_crc32(path) != spec["crc32"]:
+            return f"{path.name} fails its checksum (its bytes changed after it was written)"
+        _stamp(path, sig, spec["crc32"])
     with _verified_lock:
         _verified[str(path)] = sig
     return None
@@ -262,7 +298,7 @@ def _is_whole_file(a: np.ndarray, path: Path) -> bool:
 
 def _write_entry(tmp: Path, entry: Path, raw: RawData, kind: str, digest: str, key: dict, origin: dict) -> None:
     """Complete the entry being built in ``tmp``, to be renamed to ``entry``."""
-    specs = {}
+    specs, stamps = {}, {}
     for name in _ARRAY_FIELDS:
         a = getattr(raw, name)
         if a is None:
@@ -278,8 +314,10 @@ def _write_entry(tmp: Path, entry: Path, raw: RawData, kind: str, digest: str, k
         st = path.stat()
         specs[name] = {"file": path.name, "shape": list(shape), "dtype": dtype.str, "bytes": st.st_size,
                        "crc32": file_crc32(path)}
+        stamps[path.name] = [*_signature(st), specs[name]["crc32"]]
         with _verified_lock:
-            _verified[str(entry / path.name)] = _signature(st)   # inode and mtime survive the rename
+            _verified[str(entry / path.name)] = _signature(st)   # a file's stat survives its folder's rename
+    (tmp / VERIFIED).write_text(json.dumps(stamps))
     listed = lambda v: None if v is None else [str(s) for s in v]  # noqa: E731
     meta = {"format": FORMAT, "version": CACHE_VERSION, "kind": kind, "created": time.time(),
             "source": {"digest": digest, "key": key, "origin": origin}, "arrays": specs,
@@ -465,3 +503,44 @@ def _build_and_store(root: Path, entry: Path, kind: str, digest: str, key: dict,
     evict(root, keep={entry.name}, stale_prefix=sibling_prefix)
     loaded, _ = _load(entry, digest, key)
     return raw if loaded is None else dataclasses.replace(loaded, notes=raw.notes)
+
+
+# --------------------------------------------------------------------------- remembered splits
+
+SPLITS = "splits"
+SPLITS_KEPT = 256                      # split files kept (each is the test indices: N/10 int64)
+
+
+def remembered_split(root: Path, y: np.ndarray, test_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``dataset.split_indices(y, test_size, seed)``, remembered on disk under ``root/splits``.
+
+    The stratified split imports scikit-learn (about 2 s here) and is the same for the same
+    labels, size and seed, so a worker's start reads it instead. The file is named by a digest of
+    exactly those inputs and holds the test indices; one that does not look like a split of
+    ``len(y)`` examples (damaged, cut) is computed and written again.
+    """
+    n, n_test = len(y), held_out_count(len(y), test_size)
+    y64 = np.ascontiguousarray(y, dtype=np.int64)
+    name = hashlib.sha256(y64.tobytes() + json.dumps([n_test, int(seed), 1]).encode()).hexdigest()[:32]
+    path = root / SPLITS / f"{name}.npy"
+    try:
+        te = np.load(path, allow_pickle=False)
+        if (te.dtype == np.int64 and te.shape == (n_test,)
+                and (n_test == 0 or (te[0] >= 0 and te[-1] < n and (np.diff(te) > 0).all()))):
+            keep = np.ones(n, bool)
+            keep[te] = False
+            return np.flatnonzero(keep), te
+    except (OSError, ValueError, EOFError):
+        pass
+    tr, te = split_indices(y, test_size, seed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.npy")
+        np.save(tmp, np.ascontiguousarray(te, dtype=np.int64), allow_pickle=False)
+        os.replace(tmp, path)
+        old = sorted(path.parent.glob("*.npy"), key=lambda p: p.stat().st_mtime)
+        for p in old[:-SPLITS_KEPT]:
+            p.unlink(missing_ok=True)
+    except OSError:
+        pass   # a read-only cache computes the split every time
+    return tr, te

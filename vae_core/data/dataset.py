@@ -136,10 +136,11 @@ def _resized(x: np.ndarray, scale: float, size: int | None, channels: int | None
 
 
 def assemble(name: str, raw: RawData, *, seed: int, test_size: int | float, image_size: int | None = None,
-             channels: int | None = None) -> Dataset:
+             channels: int | None = None, split=None) -> Dataset:
     """Split ``raw`` (unless the source has its own test set) into a :class:`Dataset`.
 
     The split is two views of the same (possibly memory-mapped) array: nothing is copied.
+    split: ``split(y, test_size, seed) -> (train, test)``, ``split_indices`` or a remembered copy of it.
     image_size/channels: when given and different from the source's, the images are resized /
     converted (into memory, on the 0..255 scale).
     """
@@ -153,7 +154,7 @@ def assemble(name: str, raw: RawData, *, seed: int, test_size: int | float, imag
         tr_x, te_x = ImageSet(x, scale), ImageSet(x_test, scale)
         y_tr, y_te, f_tr, f_te = raw.y, raw.y_test, raw.factors, raw.factors_test
     else:
-        tr, te = split_indices(raw.y, test_size, seed)
+        tr, te = (split or split_indices)(raw.y, test_size, seed)
         tr_x, te_x = ImageSet(x, scale, tr), ImageSet(x, scale, te)
         y_tr, y_te = raw.y[tr], raw.y[te]
         f_tr = f_te = None

@@ -145,7 +145,9 @@ def load_dataset(spec: str, *, image_size: int | None = None, channels: int | No
         for note in raw.notes:
             warnings.warn(f"{name}: {note}", RuntimeWarning, stacklevel=2)
         resize = {"image_size": image_size, "channels": channels} if plan.post_resize else {}
-        ds = assemble(name, raw, seed=seed, test_size=plan.test_size, **resize)
+        root = cache.cache_root(cache_dir)
+        ds = assemble(name, raw, seed=seed, test_size=plan.test_size,
+                      split=lambda y, ts, sd: cache.remembered_split(root, y, ts, sd), **resize)
         with _memo_lock:
             _memo[key] = ds
             while len(_memo) > MEMO_SIZE:

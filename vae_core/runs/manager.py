@@ -71,14 +71,16 @@ class StartResult:
 
 def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, channels: int | None = None,
                    model: dict | None = None, train: dict | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> RunConfig:
+                   progress: Callable[[int, int], None] | None = None, data=None) -> RunConfig:
     """A validated RunConfig whose model input shape is read from the dataset itself.
 
     progress: ``progress(done, total)`` while the dataset is first decoded into the disk cache.
+    data: the dataset, when the caller has loaded it already (only its image shape is read).
     """
     from ..data import load_dataset
 
-    data = load_dataset(dataset, image_size=image_size, channels=channels, progress=progress)
+    if data is None:
+        data = load_dataset(dataset, image_size=image_size, channels=channels, progress=progress)
     mc = ModelConfig(input_shape=tuple(data.image_shape), **(model or {}))
     tc = TrainConfig(dataset=dataset, image_size=image_size, channels=channels, **(train or {}))
     return RunConfig(model=mc, train=tc).validate()

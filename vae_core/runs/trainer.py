@@ -34,7 +34,7 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from ..data import load_dataset
+from ..data import Dataset, load_dataset
 from ..data.feed import choose_placement, make_feed
 from ..engine.config import ConfigError, RunConfig, TrainConfig
 from ..engine.device import pick_device
@@ -119,9 +119,13 @@ def train(
     *,
     resume: bool = False,
     on_log: Callable[[dict], None] | None = None,
+    data: Dataset | None = None,
 ) -> rd.RunStatus:
     """Train ``config`` into ``run_dir``; returns the final status. Never raises for training
-    failures: they end as state "failed" with the error in ``status.json``."""
+    failures: they end as state "failed" with the error in ``status.json``.
+
+    data: the config's dataset when the caller has just loaded it (the CLI does, to build the
+    config), so it is not looked up again; otherwise it is loaded here."""
     run_dir = Path(run_dir)
     ctx = dd.DistContext.from_env()
     if ctx is not None and not ctx.is_main:
@@ -149,7 +153,7 @@ def train(
         config.validate()
         rd.write_config(run_dir, config)
         loop = TrainLoop(config, run_dir, status, since=since, stop_flag=stop_flag, on_log=on_log, resume=resume,
-                         dist=ctx)
+                         dist=ctx, data=data)
         outcome = loop.run()
         status.update(state=outcome, eta_s=0.0 if outcome == "finished" else None)
         (run_dir / rd.CONTROL).unlink(missing_ok=True)
@@ -236,7 +240,7 @@ class TrainLoop:
 
     def __init__(self, config: RunConfig, run_dir: Path, status: dict, *, since: float,
                  stop_flag: threading.Event | None = None, on_log: Callable[[dict], None] | None = None,
-                 resume: bool = False, dist: "dd.DistContext | None" = None):
+                 resume: bool = False, dist: "dd.DistContext | None" = None, data: Dataset | None = None):
         self.config, self.tc, self.run_dir, self.status = config, config.train, run_dir, status
         self.since, self.on_log = since, on_log
         self.stop_flag = stop_flag or threading.Event()
@@ -259,7 +263,8 @@ class TrainLoop:
         torch.manual_seed(tc.seed)
 
         self.model = build_model(config).to(self.device)
-        data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed)
+        if data is None or data.name != tc.dataset.strip():
+            data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed)
         if tuple(data.image_shape) != tuple(self.model.input_spec.shape):
             raise ValueError(f"the model expects inputs of shape {tuple(self.model.input_spec.shape)} "
                              f"but {tc.dataset} has {data.image_shape}")

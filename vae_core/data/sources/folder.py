@@ -137,48 +137,61 @@ def _decode_all(items, size: int, channels: int, where: str,
 class FolderScan:
     """The image files under a folder, in a fixed order, with what identifies their versions."""
 
-    found: list[tuple[list[str], Path]]   # (path parts below the folder, file)
+    found: list[tuple[tuple[str, ...], str]]   # (path parts below the folder, the file's path)
     stats: list[tuple[int, int]]          # (size, mtime_ns) of each file; (-1, 0) when it cannot be read
     dirs: list[tuple[str, int]]           # every folder walked and its mtime_ns
     listing: str                          # digest of the names, sizes and mtimes: part of the cache key
 
 
+def _entry_name(e: os.DirEntry) -> str:
+    return e.name
+
+
 def _walk(root: Path) -> FolderScan:
     """Every image file below ``root``: files before subfolders, each sorted by name; hidden
-    entries skipped, symlinked folders not entered (as ``os.walk`` does)."""
-    found, stats, dirs = [], [], []
+    entries skipped, symlinked folders not entered (as ``os.walk`` does).
+
+    Paths are kept as strings: a ``Path`` per file made this scan 4x slower on 200,000 files."""
+    found, stats, dirs, names = [], [], [], []
     stack: list[tuple[str, tuple[str, ...]]] = [(str(root), ())]
+    suffixes = images.FILE_SUFFIXES
     while stack:
         folder, rel = stack.pop()
         try:
             mtime = os.stat(folder).st_mtime_ns
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_entry_name)
         except OSError:
             continue   # an unreadable folder is passed over
         dirs.append((folder, mtime))
         subdirs = []
+        rel_ok = _is_image_name([*rel, "x.png"])   # no hidden or __MACOSX folder on the way down
+        prefix = "".join(f"{p}/" for p in rel)
         for e in entries:
+            name = e.name
             try:
                 is_dir = e.is_dir()
             except OSError:
                 is_dir = False
             if is_dir:
-                if not e.name.startswith(".") and not e.is_symlink():
-                    subdirs.append((e.path, (*rel, e.name)))
+                if not name.startswith(".") and not e.is_symlink():
+                    subdirs.append((e.path, (*rel, name)))
                 continue
-            parts = [*rel, e.name]
-            if not _is_image_name(parts):
+            if not rel_ok or name.startswith(".") or name == "__MACOSX":
+                continue
+            dot = name.rfind(".")
+            if dot <= 0 or name[dot:].lower() not in suffixes:
                 continue
             try:
                 st = e.stat()
                 stats.append((st.st_size, st.st_mtime_ns))
             except OSError:   # e.g. a broken link: the decoder will name it
                 stats.append((-1, 0))
-            found.append((parts, Path(e.path)))
+            found.append(((*rel, name), e.path))
+            names.append(prefix + name)
         stack.extend(reversed(subdirs))
     listing = hashlib.sha256(json.dumps(
-        [["/".join(parts), size, mtime] for (parts, _), (size, mtime) in zip(found, stats)]).encode()).hexdigest()
+        [[name, size, mtime] for name, (size, mtime) in zip(names, stats)]).encode()).hexdigest()
     return FolderScan(found, stats, dirs, listing)
 
 
