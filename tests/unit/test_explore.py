@@ -447,11 +447,11 @@ def _brute_force(mu, z, k):
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 3, 7, 64, None])
-def test_nearest_neighbours_chunked_equals_brute_force(chunk_rows):
+def test_nearest_neighbours_equals_brute_force(chunk_rows):
     rng = np.random.default_rng(3)
     mu = rng.normal(size=(500, 4)).astype(np.float32)
     for q, k in ((mu[17], 8), (rng.normal(size=4), 5), (mu[3], 1), (mu[0], 500), (mu[0], 900)):
-        idx, dist = ex.nearest_neighbours_chunked(mu, q, k, chunk_rows=chunk_rows)
+        idx, dist = ex.nearest_neighbours(mu, q, k, chunk_rows=chunk_rows)
         ref_i, ref_d = _brute_force(mu, q, k)
         np.testing.assert_array_equal(idx, ref_i)
         np.testing.assert_array_equal(dist, ref_d)
@@ -459,37 +459,37 @@ def test_nearest_neighbours_chunked_equals_brute_force(chunk_rows):
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 5, 16, None])
-def test_nearest_neighbours_chunked_ties_go_to_the_lower_index(chunk_rows):
+def test_nearest_neighbours_ties_go_to_the_lower_index(chunk_rows):
     # Many codes at exactly the same distances, across chunk boundaries: the lowest indices win.
     base = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [2.0, 0.0]], np.float32)
     mu = np.concatenate([base[[5, 1, 2, 0, 3, 4, 0, 1, 5, 2]] for _ in range(4)])  # (40, 2)
     for k in (1, 3, 6, 9, 17, 40):
-        idx, dist = ex.nearest_neighbours_chunked(mu, [0.0, 0.0], k, chunk_rows=chunk_rows)
+        idx, dist = ex.nearest_neighbours(mu, [0.0, 0.0], k, chunk_rows=chunk_rows)
         ref_i, ref_d = _brute_force(mu, [0.0, 0.0], k)
         np.testing.assert_array_equal(idx, ref_i)
         np.testing.assert_array_equal(dist, ref_d)
     # a collapsed encoder: every code the same, so every distance ties
     same = np.ones((1000, 3), np.float32)
-    idx, dist = ex.nearest_neighbours_chunked(same, np.zeros(3), 8, chunk_rows=chunk_rows)
+    idx, dist = ex.nearest_neighbours(same, np.zeros(3), 8, chunk_rows=chunk_rows)
     np.testing.assert_array_equal(idx, np.arange(8))
     assert (dist == np.sqrt(3.0)).all()
 
 
-def test_nearest_neighbours_is_the_chunked_search_and_handles_edges():
+def test_nearest_neighbours_matches_brute_force_at_the_edges():
     rng = np.random.default_rng(4)
     mu = rng.normal(size=(300, 3)).astype(np.float32)
     for a, b in zip(ex.nearest_neighbours(mu, mu[9], 6), _brute_force(mu, mu[9], 6)):
         np.testing.assert_array_equal(a, b)
-    assert ex.nearest_neighbours_chunked(mu, mu[0], 0)[0].shape == (0,)
-    assert ex.nearest_neighbours_chunked(mu[:0], mu[0], 5)[0].shape == (0,)
-    idx, _ = ex.nearest_neighbours_chunked(torch.as_tensor(mu), mu[1], 2)  # a tensor of codes
+    assert ex.nearest_neighbours(mu, mu[0], 0)[0].shape == (0,)
+    assert ex.nearest_neighbours(mu[:0], mu[0], 5)[0].shape == (0,)
+    idx, _ = ex.nearest_neighbours(torch.as_tensor(mu), mu[1], 2)  # a tensor of codes
     assert idx[0] == 1
     with_nan = mu.copy()
     with_nan[:290] = np.nan  # NaN distances sort last, as in the brute force
-    np.testing.assert_array_equal(ex.nearest_neighbours_chunked(with_nan, mu[295], 12, chunk_rows=7)[0],
+    np.testing.assert_array_equal(ex.nearest_neighbours(with_nan, mu[295], 12, chunk_rows=7)[0],
                                   _brute_force(with_nan, mu[295], 12)[0])
     with pytest.raises(ValueError, match="dims"):
-        ex.nearest_neighbours_chunked(mu, np.zeros(4), 3)
+        ex.nearest_neighbours(mu, np.zeros(4), 3)
 
 
 def test_nearest_neighbours_memory_stays_a_few_mb_whatever_n():

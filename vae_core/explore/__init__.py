@@ -36,7 +36,6 @@ from .projection import (
     Projection,
     has_spread,
     nearest_neighbours,
-    nearest_neighbours_chunked,
     pca_fit,
     place_new_points_tsne,
     project_2d,
@@ -49,6 +48,6 @@ __all__ = [
     "manifold_values", "nearest_neighbours", "pca_fit", "place_new_points_tsne", "project_2d", "rank_by_loss",
     "reconstruct", "sample_prior", "sigma_ellipses", "tile", "traversal_codes", "traversal_grid", "traverse_one",
     "upscale", "EncodedTestSet", "encoded_test_set",
-    # whole sets a batch at a time, keeping scores or codes, never images (issue 11)
-    "Scores", "TSNE_MAX_POINTS", "nearest_neighbours_chunked", "posterior_means", "score_examples", "worst_and_best",
+    # whole sets a batch at a time, keeping scores or codes, never images
+    "Scores", "TSNE_MAX_POINTS", "posterior_means", "score_examples", "worst_and_best",
 ]

@@ -187,14 +187,6 @@ def place_new_points_tsne(train_mu: ArrayLike, train_xy: ArrayLike, new_mu: Arra
     return out
 
 
-def nearest_neighbours(train_mu: ArrayLike, z: ArrayLike, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """The k training codes closest to z in Euclidean mu space: (indices (k,), distances (k,)), nearest first,
-    ties by index. Searched chunk by chunk (``nearest_neighbours_chunked``): memory stays a few MB
-    whatever the number of codes."""
-    return nearest_neighbours_chunked(train_mu, z, k)
-
-
-
 def sigma_ellipses(
     codes: Codes, idx: int | Sequence[int], n_std: float = 1.0, points: int = 40, dims: tuple[int, int] = (0, 1)
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -215,12 +207,12 @@ def sigma_ellipses(
     return out
 
 
-# --- Nearest neighbours over any number of codes (issue 11) ---------------------------------
+# --- Nearest neighbours over any number of codes ------------------------------------------
 NN_CHUNK_BYTES = 2 << 20  # float64 differences per chunk: 2 MB, so a search costs a few MB at most
 
 
-def nearest_neighbours_chunked(train_mu: ArrayLike, z: ArrayLike, k: int = 8, chunk_rows: int | None = None
-                               ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(train_mu: ArrayLike, z: ArrayLike, k: int = 8, chunk_rows: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """The k codes of train_mu (N, D) closest to z (D,): (indices (k,) int64, distances (k,) float64),
     nearest first, ties broken by the lower index: exactly the brute-force answer
     ``lexsort((arange(N), dist))[:k]``.
