@@ -45,6 +45,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--num-threads", type=int)
     p.add_argument("--max-steps", type=int)
+    p.add_argument("--validation-fraction", type=float,
+                   help="share of the training set held out to pick the best snapshot and stop early "
+                        "(default 0.1; 0 holds nothing out, which turns early stopping off)")
+    p.add_argument("--patience", type=int,
+                   help="stop after this many epochs without a better validation ELBO (default 10; 0: never)")
     p.add_argument("--data-placement", choices=("auto", "device", "stream"),
                    help="auto (default): the training images stay on the training device when they fit, else "
                         "batches stream from the dataset cache; device or stream forces one")
@@ -58,7 +63,7 @@ _MODEL_FLAGS = {"body": "body", "latent_dim": "latent_dim", "hidden": "hidden", 
                 "decoder_sigma": "decoder_sigma"}
 _TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch_size", "lr", "lr_schedule",
                 "warmup_steps", "seed", "device",
-                "num_threads", "max_steps", "data_placement", "nproc")
+                "num_threads", "max_steps", "data_placement", "nproc", "validation_fraction", "patience")
 
 
 class _BuildProgress:
@@ -182,7 +187,11 @@ def cmd_train(args) -> int:
             bar.n = rec["step"]
             bar.set_postfix(loss=f"{rec['loss']:.2f}", kl=f"{rec['kl']:.2f}", rate=f"{rec['samples_per_s']:.0f}/s")
         elif rec["kind"] == "epoch":
-            bar.write(f"epoch {rec['epoch']}: test ELBO {rec['test_elbo']:.2f} nats")
+            val = f", validation ELBO {rec['val_elbo']:.2f}" if "val_elbo" in rec else ""
+            bar.write(f"epoch {rec['epoch']}: test ELBO {rec['test_elbo']:.2f} nats{val}")
+        elif rec["kind"] == "early_stop":
+            bar.write(f"stopping early: no better validation ELBO for {rec['patience']} epochs; "
+                      f"the best snapshot is epoch {rec['best_epoch']}'s")
 
     try:
         status = train(config, run_dir, resume=args.resume, on_log=on_log, data=data)
@@ -193,7 +202,10 @@ def cmd_train(args) -> int:
         if bar is not None:
             bar.close()
     if not follower:
-        print(f"{run_dir}: {status.state} at step {status.step}" + (f" ({status.error})" if status.error else ""))
+        early = status.extra.get("stopped_early_at_epoch")
+        note = (f", stopped early after epoch {early}: best validation ELBO at epoch {status.extra.get('best_epoch')}"
+                if early else "")
+        print(f"{run_dir}: {status.state} at step {status.step}{note}" + (f" ({status.error})" if status.error else ""))
     return 0 if status.state in ("finished", "stopped") else 1
 
 

@@ -56,13 +56,13 @@ def test_killed_worker_shows_stale_and_resumes_from_its_snapshot(runs_dir, monke
     monkeypatch.setattr(rd, "STALE_AFTER_S", 2.0)
     m = RunManager(runs_dir)
     name = m.start(tiny_config(epochs=10_000)).name
-    wait_for(lambda: rd.snapshot_meta(runs_dir / name) is not None and rd.snapshot_meta(runs_dir / name)[0] > 0)
+    wait_for(lambda: rd.snapshot_meta(runs_dir / name) is not None and rd.snapshot_meta(runs_dir / name).step > 0)
     pid = m.status(name).pid
     os.kill(pid, signal.SIGKILL)
     m._procs.clear()  # behave like a restarted server that never knew the child
     wait_for(lambda: m.status(name).stale, timeout=10)
     assert not m.status(name).active
-    saved_step = rd.snapshot_meta(runs_dir / name)[0]
+    saved_step = rd.snapshot_meta(runs_dir / name).step
     res = m.resume(name)
     assert res.created
     wait_for(lambda: m.status(name).state == "running" and m.status(name).step > saved_step)

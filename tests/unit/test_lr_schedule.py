@@ -66,7 +66,7 @@ def test_thread_policy(monkeypatch):
 
 
 def test_a_config_from_before_the_schedule_keeps_its_constant_rate():
-    from vae_core.engine.config import RunConfig
+    from vae_core.engine.config import FORMAT_VERSION, RunConfig
 
     d = RunConfig().to_dict()
     # A format-1 file as written before the schedule existed: no family, no schedule fields.
@@ -74,5 +74,5 @@ def test_a_config_from_before_the_schedule_keeps_its_constant_rate():
     d["format_version"] = 1
     old = RunConfig.from_dict(d)
     assert old.train.lr_schedule == "constant"
-    assert old.family == "image_vae" and old.format_version == 2  # read as today's format
+    assert old.family == "image_vae" and old.format_version == FORMAT_VERSION  # read as today's format
     assert RunConfig.from_dict(RunConfig().to_dict()).train.lr_schedule == "cosine"  # new configs round-trip

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from vae_core.engine.config import ConfigError, ModelConfig, RunConfig
+from vae_core.engine.config import FORMAT_VERSION, ConfigError, ModelConfig, RunConfig
 from vae_core.engine.families import FAMILIES, build_model
 from vae_core.engine.linear_gaussian import LinearGaussian
 from vae_core.engine.protocol import InputSpec, LatentModel, Posterior
@@ -40,7 +40,7 @@ def test_the_linear_gaussian_model_is_not_a_full_family_member():
 def test_config_names_its_family_and_round_trips():
     cfg = RunConfig(model=ModelConfig(latent_dim=7))
     d = json.loads(cfg.to_json())
-    assert d["family"] == "image_vae" and d["format_version"] == 2
+    assert d["family"] == "image_vae" and d["format_version"] == FORMAT_VERSION
     back = RunConfig.from_json(cfg.to_json())
     assert back.family == "image_vae" and back.model == cfg.model
     assert set(FAMILIES) == {"image_vae"}
@@ -61,5 +61,18 @@ def test_a_format_1_config_reads_as_the_image_vae():
     del d["family"]
     d["format_version"] = 1
     cfg = RunConfig.from_dict(d)
-    assert cfg.family == "image_vae" and cfg.model.latent_dim == 3 and cfg.format_version == 2
+    assert cfg.family == "image_vae" and cfg.model.latent_dim == 3 and cfg.format_version == FORMAT_VERSION
     assert isinstance(build_model(cfg), VAE)
+
+
+def test_a_format_2_run_resumes_without_a_validation_split():
+    """A run written before early stopping trained on its whole training set: it goes on that way."""
+    d = RunConfig().to_dict()
+    for key in ("validation_fraction", "patience", "validation_split_sha256"):
+        del d["train"][key]
+    d["format_version"] = 2
+    cfg = RunConfig.from_dict(d)
+    assert cfg.train.validation_fraction == 0.0 and cfg.train.patience == 0
+    assert cfg.format_version == FORMAT_VERSION
+    fresh = RunConfig.from_dict(RunConfig().to_dict())  # today's configs keep their own values
+    assert fresh.train.validation_fraction == 0.1 and fresh.train.patience == 10

@@ -5,9 +5,10 @@ Modules: ``dataset`` (what a dataset is, the split), ``registry`` (specs, loadin
 ``cache`` (decoded arrays on disk), ``sources`` (one module per kind of source), ``images``
 (the one guarded image decoder), ``upload`` and ``digit`` (a user's picture as a model input).
 """
-from .dataset import Dataset, DatasetError, DatasetStatus
+from .dataset import Dataset, DatasetError, DatasetStatus, split_digest, validation_split
 from .registry import DEFAULT_DATASET, DatasetPeek, clear_memo, list_datasets, load_dataset, parse_spec, peek_dataset
 from .sources.idx import read_idx
 
 __all__ = ["DEFAULT_DATASET", "Dataset", "DatasetError", "DatasetPeek", "DatasetStatus", "clear_memo",
-           "list_datasets", "load_dataset", "parse_spec", "peek_dataset", "read_idx"]
+           "list_datasets", "load_dataset", "parse_spec", "peek_dataset", "read_idx", "split_digest",
+           "validation_split"]

@@ -7,6 +7,7 @@ and become float32 in [0, 1] one batch at a time."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -114,6 +115,40 @@ def split_indices(y: np.ndarray, test_size: int | float, seed: int) -> tuple[np.
             return np.sort(tr), np.sort(te)
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+# Mixed into the seed of the validation split so that it is not the train/test split's stream.
+_VALIDATION_STREAM = 0x7A11D
+
+
+def validation_split(y: np.ndarray | torch.Tensor, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) positions into a training set with labels ``y`` (-1: unknown).
+
+    Stratified: each label keeps round(fraction * its count) examples out (unknown labels form
+    one group), so the validation ELBO weighs the classes as training does. Deterministic in
+    (y, fraction, seed) alone, and numpy only: a worker starts without importing scikit-learn.
+    Both arrays are sorted; together they are every position exactly once.
+    """
+    y = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    y = np.where(y < 0, -1, y).astype(np.int64)
+    if fraction <= 0 or len(y) < 2:
+        return np.arange(len(y)), np.arange(0)
+    rng = np.random.default_rng([int(seed), _VALIDATION_STREAM])
+    held = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        take = min(len(members) - (len(members) > 1), int(round(fraction * len(members))))
+        held.append(rng.permutation(members)[:take])
+    val = np.sort(np.concatenate(held))
+    if len(val) == 0 or len(val) == len(y):  # too few per class to hold any out: draw without strata
+        val = np.sort(rng.permutation(len(y))[: max(1, min(len(y) - 1, int(round(fraction * len(y)))))])
+    train = np.setdiff1d(np.arange(len(y)), val, assume_unique=True)
+    return train, val
+
+
+def split_digest(indices: np.ndarray) -> str:
+    """A short sha256 of a split's positions, to tell the same split from another."""
+    return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
 def _resized(x: np.ndarray, scale: float, size: int | None, channels: int | None) -> np.ndarray:

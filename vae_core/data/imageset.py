@@ -63,6 +63,12 @@ class ImageSet:
         return len(self) * c * h * w
 
     @property
+    def storage_rows(self) -> np.ndarray:
+        """Which rows of the underlying storage this set's images are, in order: two views of one
+        cache (a train/test split) share no rows exactly when they share no images."""
+        return self._rows.copy() if self._rows is not None else np.arange(len(self), dtype=np.int64)
+
+    @property
     def device(self) -> torch.device:
         return self._storage.device if isinstance(self._storage, torch.Tensor) else torch.device("cpu")
 

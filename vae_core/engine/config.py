@@ -13,7 +13,9 @@ from typing import Any, Literal, get_args
 
 # 2: adds ``family``. A version-1 config is read as the image VAE; one written before
 # ``lr_schedule`` existed trained at a constant rate and resumes that way.
-FORMAT_VERSION = 2
+# 3: adds the validation split and early stopping; an older run trained on its whole training
+# set without either, and resumes that way.
+FORMAT_VERSION = 3
 
 Family = Literal["image_vae"]
 Body = Literal["mlp", "conv"]
@@ -111,6 +113,14 @@ class TrainConfig:
     num_threads: CPU threads for the worker; None takes every core, or all but one when the
         web app launched the worker (``vae_core.trainer.worker_threads``).
     max_steps: stop after this many optimiser steps (for quick checks); None trains all epochs.
+    validation_fraction: share of the training set held out as a validation split (stratified by
+        label, drawn with ``seed``: ``data.validation_split``). Its ELBO, evaluated at each
+        epoch's end, picks the best snapshot and drives early stopping; 0 holds nothing out.
+    patience: stop after this many epochs in a row without a better validation ELBO; the best
+        snapshot is kept beside the latest. 0 trains every epoch.
+    validation_split_sha256: written by the trainer when the run starts: a digest of the
+        validation indices, so a resume that would draw a different split (the dataset
+        changed) is refused rather than leaking validation images into training.
     nproc: training processes on this machine (DDP launched by torchrun, one per GPU on cuda,
         gloo processes on CPU); 1 trains in one process. ``batch_size`` and ``lr`` stay the
         global ones whatever the number of processes.
@@ -136,6 +146,9 @@ class TrainConfig:
     max_steps: int | None = None
     data_placement: DataPlacement = "auto"
     nproc: int = 1
+    validation_fraction: float = 0.1
+    patience: int = 10
+    validation_split_sha256: str | None = None
 
     def validate(self) -> "TrainConfig":
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -156,6 +169,11 @@ class TrainConfig:
         _check_range("log_every_steps", self.log_every_steps, 1, 1_000_000, integer=True)
         _check_literal("data_placement", self.data_placement, DataPlacement)
         _check_range("nproc", self.nproc, 1, 64, integer=True)
+        _check_range("validation_fraction", self.validation_fraction, 0.0, 0.5)
+        _check_range("patience", self.patience, 0, 100_000, integer=True)
+        if self.validation_split_sha256 is not None and not (
+                isinstance(self.validation_split_sha256, str) and len(self.validation_split_sha256) <= 128):
+            raise ConfigError("validation_split_sha256 must be a short hex string")
         if self.num_threads is not None:
             _check_range("num_threads", self.num_threads, 1, 1024, integer=True)
         if self.max_steps is not None:
@@ -206,8 +224,10 @@ class RunConfig:
         version = d.get("format_version")
         if version == 1:
             d = _migrate_v1(d)
+        if version in (1, 2):
+            d = _migrate_v2(d)
         elif version != FORMAT_VERSION:
-            raise ConfigError(f"config format version {version!r} is not supported (this build reads 1 and {FORMAT_VERSION})")
+            raise ConfigError(f"config format version {version!r} is not supported (this build reads 1 to {FORMAT_VERSION})")
         family = d.get("family")
         if family not in MODEL_CONFIGS:
             raise ConfigError(f"unknown model family {family!r}: this build knows {', '.join(MODEL_CONFIGS)}")
@@ -231,7 +251,16 @@ def _migrate_v1(d: dict) -> dict:
     train = d.get("train", {})
     if isinstance(train, dict) and "lr_schedule" not in train:
         train = {**train, "lr_schedule": "constant"}
-    return {**d, "train": train, "family": "image_vae", "format_version": FORMAT_VERSION}
+    return {**d, "train": train, "family": "image_vae", "format_version": 2}
+
+
+def _migrate_v2(d: dict) -> dict:
+    """A version-2 config as version 3: the run trained on its whole training set with no early
+    stopping, and a resumed one goes on that way."""
+    train = d.get("train", {})
+    if isinstance(train, dict):
+        train = {"validation_fraction": 0.0, "patience": 0, **train}
+    return {**d, "train": train, "format_version": FORMAT_VERSION}
 
 
 def _from_fields(klass: type, d: Any, section: str) -> Any:

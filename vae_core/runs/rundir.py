@@ -3,6 +3,8 @@
 runs/<name>/
   config.json           RunConfig, written once by whoever creates the run
   weights.safetensors   latest weight snapshot (metadata: step, epoch), replaced atomically
+  best.safetensors      the snapshot with the best validation ELBO so far (metadata: step, epoch,
+                        validation_elbo); the explorer and ``eval`` show it by default
   optimizer.safetensors optimiser state matching the snapshot, for resume
   metrics.jsonl         one JSON object per line: kind "step" or "epoch"
   status.json           state, pid, heartbeat, step, error; replaced atomically
@@ -34,11 +36,13 @@ from ..engine.protocol import LatentModel
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
+BEST = "best.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 METRICS = "metrics.jsonl"
 STATUS = "status.json"
 CONTROL = "control.json"
 
+SnapshotKind = Literal["best", "latest"]
 RunState = Literal["starting", "running", "paused", "stopped", "finished", "failed"]
 ACTIVE_STATES = ("starting", "running", "paused")
 # The worker writes a heartbeat at least every second; after this long without one, an
@@ -214,6 +218,13 @@ def save_snapshot(run_dir: Path, model: torch.nn.Module, step: int, epoch: int, 
         atomic_save_tensors(Path(run_dir) / OPTIMIZER, opt_tensors, {**meta, **opt_meta})
 
 
+def save_best_snapshot(run_dir: Path, model: torch.nn.Module, step: int, epoch: int, validation_elbo: float) -> None:
+    """Write the best-so-far weights (by validation ELBO) atomically beside the latest ones."""
+    meta = {"step": str(step), "epoch": str(epoch), "validation_elbo": repr(float(validation_elbo))}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    atomic_save_tensors(Path(run_dir) / BEST, tensors, meta)
+
+
 def atomic_save_tensors(path: Path, tensors: dict, meta: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -264,6 +275,8 @@ class Snapshot:
     """A model rebuilt from a run directory, on the CPU, in eval mode.
 
     path: the weights file it was read from; (path, step, mtime) names these weights.
+    kind: "best" (best.safetensors, the best validation ELBO so far) or "latest".
+    validation_elbo: the validation ELBO that made a best snapshot best (None otherwise).
     """
 
     model: LatentModel
@@ -272,31 +285,56 @@ class Snapshot:
     epoch: int
     mtime: float
     path: Path
+    kind: SnapshotKind = "latest"
+    validation_elbo: float | None = None
 
     @property
     def run_dir(self) -> Path:
         return self.path.parent
 
 
-def snapshot_meta(run_dir: Path) -> tuple[int, int, float] | None:
-    """(step, epoch, mtime) of the latest snapshot without loading it, or None if there is none."""
-    path = Path(run_dir) / WEIGHTS
+@dataclass(frozen=True)
+class SnapshotMeta:
+    """What a weights file says about itself, read without loading it."""
+
+    step: int
+    epoch: int
+    mtime: float
+    kind: SnapshotKind
+    validation_elbo: float | None = None
+
+
+def snapshot_path(run_dir: Path, which: SnapshotKind = "latest") -> Path:
+    """The file holding the ``which`` snapshot: "best" falls back to the latest weights while a
+    run has no best snapshot (before its first validation, or with no validation split)."""
+    run_dir = Path(run_dir)
+    if which == "best" and (run_dir / BEST).exists():
+        return run_dir / BEST
+    return run_dir / WEIGHTS
+
+
+def snapshot_meta(run_dir: Path, which: SnapshotKind = "latest") -> SnapshotMeta | None:
+    """The ``which`` snapshot's step, epoch and mtime without loading it, or None if there is none."""
+    path = snapshot_path(run_dir, which)
     try:
         from safetensors import safe_open
 
         mtime = path.stat().st_mtime
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        return int(meta.get("step", 0)), int(meta.get("epoch", 0)), mtime
+        val = meta.get("validation_elbo")
+        return SnapshotMeta(int(meta.get("step", 0)), int(meta.get("epoch", 0)), mtime,
+                            "best" if path.name == BEST else "latest", float(val) if val is not None else None)
     except (OSError, SafetensorError, ValueError):
         return None
 
 
-def load_snapshot(run_dir: Path, device: str = "cpu") -> Snapshot:
-    """Rebuild the model from ``config.json`` and load ``weights.safetensors`` (never unpickles)."""
+def load_snapshot(run_dir: Path, device: str = "cpu", which: SnapshotKind = "latest") -> Snapshot:
+    """Rebuild the model from ``config.json`` and load its weights (never unpickles): the latest
+    snapshot, or with ``which="best"`` the best one by validation ELBO (the latest if none yet)."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    path = run_dir / WEIGHTS
+    path = snapshot_path(run_dir, which)
     if not path.exists():
         raise RunError(f"{run_dir.name} has no weight snapshot yet")
     return load_weights_file(path, config, device=device)
@@ -330,5 +368,7 @@ def load_weights_file(path: Path, config: RunConfig, device: str = "cpu") -> Sna
         raise RunError(f"{path.name} contains NaN or infinite weights")
     model.load_state_dict(tensors)
     model.to(device).eval()
+    val = meta.get("validation_elbo")
     return Snapshot(model, config, int(meta.get("step", 0)), int(meta.get("epoch", 0)), path.stat().st_mtime,
-                    Path(path).resolve())
+                    Path(path).resolve(), "best" if Path(path).name == BEST else "latest",
+                    float(val) if val is not None else None)

@@ -34,7 +34,7 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from ..data import Dataset, load_dataset
+from ..data import Dataset, load_dataset, split_digest, validation_split
 from ..data.feed import choose_placement, make_feed
 from ..engine.config import ConfigError, RunConfig, TrainConfig
 from ..engine.device import pick_device
@@ -54,7 +54,9 @@ CONTROL_POLL_S = 0.1
 EPOCH_SNAPSHOT_GAP_S = 2.0
 # Test hook for fault injection (documented in the README's testing section): "nan@<step>"
 # makes the loss NaN from that step on, so the NaN guard can be exercised on a real run;
-# "die@<step>:rank<r>" SIGKILLs rank r of a distributed run just before that step.
+# "die@<step>:rank<r>" SIGKILLs rank r of a distributed run just before that step;
+# "worse@<epoch>" zeroes every weight just before that epoch's evaluation, so its validation
+# ELBO is worse than the last (to check that the best snapshot survives a bad epoch).
 FAULT_ENV = "LATENT_EXPLORER_FAULT"
 # Set by RunManager for the workers it starts beside the web app: leave the app a core.
 SHARE_CPU_ENV = "LATENT_EXPLORER_SHARE_CPU"
@@ -102,6 +104,11 @@ def _lock_run(run_dir: Path):
 def _fault_step() -> int | None:
     spec = os.environ.get(FAULT_ENV, "")
     return int(spec[4:]) if spec.startswith("nan@") else None
+
+
+def _worse_epoch() -> int | None:
+    spec = os.environ.get(FAULT_ENV, "")
+    return int(spec[6:]) if spec.startswith("worse@") else None
 
 
 def _death_step(rank: int) -> int | None:
@@ -268,10 +275,11 @@ class TrainLoop:
         if tuple(data.image_shape) != tuple(self.model.input_spec.shape):
             raise ValueError(f"the model expects inputs of shape {tuple(self.model.input_spec.shape)} "
                              f"but {tc.dataset} has {data.image_shape}")
-        self.feed = make_feed(data.x_train, self.device, tc.data_placement)
-        small_test = choose_placement(data.x_test, self.device) == "device"
-        self.x_test = data.x_test.to(self.device) if small_test else data.x_test  # read in batches when evaluating
-        n = self.n_train = len(data.x_train)
+        x_train, self.x_val = self._hold_out_validation(data)
+        self.feed = make_feed(x_train, self.device, tc.data_placement)
+        self.x_test = self._for_evaluation(data.x_test)
+        self.x_val = self._for_evaluation(self.x_val)
+        n = self.n_train = len(x_train)
         # A batch larger than the data set is the whole set (on several ranks, the largest
         # multiple of their number that fits).
         self.batch = min(tc.batch_size, (n // self.world) * self.world)  # the global batch
@@ -290,6 +298,16 @@ class TrainLoop:
             if rd.load_optimizer_state(run_dir, self.optimizer, self.device) != self.step:
                 self.optimizer = make_optimizer(self.model, tc.lr)  # stale optimiser file: restart its moments
         self.start_epoch = self.step // self.steps_per_epoch
+        # The best validation ELBO so far and its epoch, from the best snapshot on a resume.
+        self.best_val: float | None = None
+        self.best_epoch = 0
+        self.stopped_early = False
+        best = rd.snapshot_meta(run_dir, "best") if self.step > 0 else None
+        if best is not None and best.kind == "best" and best.validation_elbo is not None:
+            self.best_val, self.best_epoch = best.validation_elbo, best.epoch
+        elif self.main and self.step == 0:
+            (run_dir / rd.BEST).unlink(missing_ok=True)  # a fresh start owns no earlier best
+        self.worse_at = _worse_epoch()
         self.model.train()
         self.generator = torch.Generator().manual_seed(tc.seed + self.start_epoch)  # on the CPU: the feed reads there
         self.fault_at = _fault_step()
@@ -317,9 +335,33 @@ class TrainLoop:
                       world_size=self.world, backend=self.backend, global_batch=self.batch,
                       total_steps=self.total_steps, step=self.step, epoch=self.start_epoch,
                       steps_per_epoch=self.steps_per_epoch, n_train=n, n_test=len(self.x_test),
+                      n_validation=len(self.x_val), patience=tc.patience,
                       data_placement=self.feed.placement, data_mb=round(data.x_train.nbytes / 2**20, 1),
                       heartbeat=time.time())
         rd.write_status(run_dir, **status)
+
+    def _hold_out_validation(self, data: Dataset):
+        """(training images, validation images): the config's stratified split of the training
+        set. Its digest goes into config.json when the run starts; a resume that would draw a
+        different split (the dataset changed since) is refused."""
+        tc = self.tc
+        train_pos, val_pos = validation_split(data.y_train, tc.validation_fraction, tc.seed)
+        digest = split_digest(val_pos)
+        if tc.validation_split_sha256 is None:
+            tc.validation_split_sha256 = digest
+            if self.main:
+                rd.write_config(self.run_dir, self.config)
+        elif tc.validation_split_sha256 != digest:
+            raise ConfigError(f"{tc.dataset} no longer gives the validation split this run started with (the "
+                              "dataset has changed since): resuming would train on validation images. "
+                              "Start a new run on it instead.")
+        if not len(val_pos):
+            return data.x_train, data.x_train.subset(val_pos)
+        return data.x_train.subset(train_pos), data.x_train.subset(val_pos)
+
+    def _for_evaluation(self, images):
+        """An evaluation set on the training device when it fits, else read in batches."""
+        return images.to(self.device) if choose_placement(images, self.device) == "device" else images
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -337,8 +379,11 @@ class TrainLoop:
                     break
                 self.train_step(xb)
             if outcome == "stopped":
+                outcome = "finished" if self.stopped_early else outcome  # ranks > 0 learn it as a stop
                 break
             self.end_epoch(epoch)
+            if self.stopped_early and self.dist is None:
+                break
         self.log_window()
         self.publish_snapshot(summary=True)
         return outcome
@@ -384,22 +429,52 @@ class TrainLoop:
                 self.publish_snapshot()
 
     def end_epoch(self, epoch: int) -> None:
-        """Log, evaluate on the test set and publish a snapshot (rank 0 alone evaluates: the others
-        wait for it at their next collective, within the process group's timeout)."""
+        """Log, evaluate on the validation and test sets, publish a snapshot, keep the best one
+        and decide on early stopping (rank 0 alone evaluates: the others wait for it at their
+        next collective, within the process group's timeout, and learn of an early stop there)."""
         self.log_window()
+        if self.worse_at == epoch + 1:
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    p.zero_()
         if not self.main:
             return
         ev = evaluate_test_set(self.model, self.x_test, seed=self.tc.seed)
-        if not math.isfinite(ev.elbo):
-            raise NonFiniteLoss(f"the test ELBO became {ev.elbo} after epoch {epoch + 1}; "
-                                "the last good weights are kept")
-        self.emit({"kind": "epoch", "step": self.step, "epoch": epoch + 1, "test_elbo": ev.elbo,
-                   "test_log_likelihood": ev.log_likelihood, "test_kl": ev.kl,
-                   "wall_s": time.time() - self.t_start})
+        val = evaluate_test_set(self.model, self.x_val, seed=self.tc.seed).elbo if len(self.x_val) else None
+        for name, value in (("test", ev.elbo), ("validation", val)):
+            if value is not None and not math.isfinite(value):
+                raise NonFiniteLoss(f"the {name} ELBO became {value} after epoch {epoch + 1}; "
+                                    "the last good weights are kept")
+        record = {"kind": "epoch", "step": self.step, "epoch": epoch + 1, "test_elbo": ev.elbo,
+                  "test_log_likelihood": ev.log_likelihood, "test_kl": ev.kl, "wall_s": time.time() - self.t_start}
+        if val is not None:
+            record["val_elbo"] = val
+        self.emit(record)
         self.status.update(epoch=epoch + 1, test_elbo=ev.elbo)
         gap = min(self.tc.snapshot_every_s, EPOCH_SNAPSHOT_GAP_S)
         if self.snapshots == 0 or time.monotonic() - self.t_last_snapshot >= gap:
             self.publish_snapshot(summary=summary_of_codes(ev.mu, ev.logvar, self.step))
+        if val is not None:
+            self.keep_best(epoch + 1, val)
+
+    def keep_best(self, epoch: int, val_elbo: float) -> None:
+        """Save the weights when ``val_elbo`` is the best so far; otherwise count towards patience."""
+        if self.best_val is None or val_elbo > self.best_val:
+            try:
+                rd.save_best_snapshot(self.run_dir, self.model, self.step, epoch, val_elbo)
+            except OSError as e:  # as for the latest snapshot: keep training, keep the old one, say so
+                self.status["snapshot_error"] = f"could not save the best snapshot: {e}"
+                return
+            self.best_val, self.best_epoch = val_elbo, epoch
+            self.status.update(best_epoch=epoch, best_val_elbo=val_elbo)
+            return
+        patience = self.tc.patience
+        if patience and epoch - self.best_epoch >= patience and epoch < self.tc.epochs:
+            self.stopped_early = True
+            self.emit({"kind": "early_stop", "step": self.step, "epoch": epoch, "best_epoch": self.best_epoch,
+                       "best_val_elbo": self.best_val, "patience": patience})
+            self.status.update(stopped_early_at_epoch=epoch, best_epoch=self.best_epoch,
+                               best_val_elbo=self.best_val)
 
     # --- what the loop says -----------------------------------------------------------------
     def emit(self, record: dict) -> None:
@@ -524,7 +599,7 @@ class TrainLoop:
 
     def _rank0_command(self) -> int:
         """Rank 0's decision from SIGTERM/SIGINT and the control file."""
-        if self.stop_flag.is_set():
+        if self.stop_flag.is_set() or self.stopped_early:
             return dd.CMD_STOP
         req = rd.read_request(self.run_dir, self.since)
         if req == "stop":
