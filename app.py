@@ -9,6 +9,7 @@ import streamlit as st
 
 from pages import _ui
 from pages._ui import warmup
+from vae_core.runs import rundir as rd
 
 st.set_page_config(page_title="Latent Explorer", page_icon=":material/explore:", layout="wide")
 warmup.start(str(_ui.manager().root))
@@ -51,6 +52,8 @@ def run_status_line(name: str) -> None:
     st.caption(text)
     if status.active and status.total_steps:
         st.progress(status.progress)
+    if (meta := rd.snapshot_meta(_ui.manager().path(name), _ui.shown_kind())) is not None:
+        st.caption(f"Pages show the {_ui.describe_snapshot(meta)}.")
 
 
 with st.sidebar:
@@ -61,10 +64,14 @@ with st.sidebar:
         # The selected run's state is on the live line below; a label only refreshes on a full rerun.
         labels = {r.name: r.name if r.name == current else f"{r.name} · {r.status.label}" for r in runs}
         choice = st.selectbox("Run", names, index=names.index(current) if current in names else 0,
-                              format_func=labels.get, help="Every page works on this run's latest snapshot.")
+                              format_func=labels.get, help="Every page works on this run's snapshot chosen below.")
         if choice != current:
             _ui.select_run(choice)
             st.rerun()
+        st.radio("Snapshot", ["best", "latest"], key="snapshot_kind", horizontal=True,
+                 help="Best: the weights with the best validation ELBO so far (the latest until the first epoch "
+                      "ends, or when the run holds out no validation set). Latest: the newest weights, mid-epoch "
+                      "included, as training moves them.")
         st.fragment(run_status_line, run_every=_ui.refresh_every(choice))(choice)
     else:
         st.caption("No runs yet: start one on the Train page.")

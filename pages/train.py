@@ -15,7 +15,7 @@ name = _ui.selected_run()
 
 st.title("Latent Explorer")
 st.caption("Train a variational autoencoder and look inside it while it learns. "
-           "Every other page works on the selected run's latest weights, even mid-training.")
+           "Every other page works on the selected run's best snapshot (or its latest, chosen in the sidebar), even mid-training.")
 _ui.show_flash()
 
 

@@ -1,7 +1,7 @@
 """The public API for notebooks and scripts: open a run directory and use its model.
 
     import vae_core as ve
-    run = ve.open_run("runs/my-run")       # the latest snapshot, on the CPU
+    run = ve.open_run("runs/my-run")       # the best snapshot (by validation ELBO), on the CPU
     codes = run.encode(images)              # images (N, C, H, W) in [0, 1] -> Codes(mu, sigma)
     pictures = run.decode(codes.mu)         # (N, C, H, W) decoder means in [0, 1]
     z, samples = run.sample(16, seed=0)     # draws from the prior, decoded
@@ -25,15 +25,21 @@ from .runs import rundir as rd
 
 
 class Run:
-    """One run directory and its latest weight snapshot (reload with ``refresh()``)."""
+    """One run directory and one of its weight snapshots (reload with ``refresh()``).
 
-    def __init__(self, path: str | Path):
+    snapshot: "best" (the best validation ELBO so far; the latest while there is none) or "latest".
+    """
+
+    def __init__(self, path: str | Path, snapshot: rd.SnapshotKind = "best"):
+        if snapshot not in ("best", "latest"):
+            raise ValueError(f"snapshot must be 'best' or 'latest', got {snapshot!r}")
         self.path = Path(path)
-        self._snapshot = rd.load_snapshot(self.path)
+        self.which = snapshot
+        self._snapshot = rd.load_snapshot(self.path, which=snapshot)
 
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}, family={self.config.family!r}, latent_dim={self.latent_dim}, "
-                f"step={self.step}, state={self.status.label!r})")
+                f"snapshot={self.snapshot_kind!r}, step={self.step}, state={self.status.label!r})")
 
     # --- what the run is --------------------------------------------------------------------
     @property
@@ -49,6 +55,11 @@ class Run:
         return self._snapshot.step
 
     @property
+    def snapshot_kind(self) -> str:
+        """Which snapshot is loaded: "best" or "latest" (a run without a best one gives the latest)."""
+        return self._snapshot.kind
+
+    @property
     def latent_dim(self) -> int:
         return self.model.latent_dim
 
@@ -57,8 +68,8 @@ class Run:
         return rd.read_status(self.path)
 
     def refresh(self) -> "Run":
-        """Load the newest snapshot (a run that is still training publishes new ones)."""
-        self._snapshot = rd.load_snapshot(self.path)
+        """Load the newest version of this snapshot (a run that is still training publishes new ones)."""
+        self._snapshot = rd.load_snapshot(self.path, which=self.which)
         return self
 
     def dataset(self) -> Dataset:
@@ -102,8 +113,9 @@ class Run:
         return explore.tile(images, ncols=ncols, scale=scale)
 
 
-def open_run(path: str | Path) -> Run:
-    """Open a run directory (or a run name under ``$LATENT_EXPLORER_RUNS`` / ``./runs``)."""
+def open_run(path: str | Path, snapshot: rd.SnapshotKind = "best") -> Run:
+    """Open a run directory (or a run name under ``$LATENT_EXPLORER_RUNS`` / ``./runs``) at its
+    best snapshot, or at its latest with ``snapshot="latest"``."""
     p = Path(path)
     if not (p / rd.CONFIG).exists():
         from .runs.manager import default_runs_dir
@@ -111,4 +123,4 @@ def open_run(path: str | Path) -> Run:
         q = default_runs_dir() / str(path)
         if (q / rd.CONFIG).exists():
             p = q
-    return Run(p)
+    return Run(p, snapshot)

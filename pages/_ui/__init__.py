@@ -19,6 +19,7 @@ from .runs import (
     LIVE_REFRESH_S,
     dataset,
     dataset_peek,
+    describe_snapshot,
     encoded_test_set,
     flash,
     live_snapshot,
@@ -34,14 +35,15 @@ from .runs import (
     selected_run,
     show_flash,
     snapshot,
+    shown_kind,
     snapshot_caption,
     start_default_run,
     traverse_from,
 )
 
 __all__ = [
-    "DEFAULT_RUN", "LIVE_REFRESH_S", "cached_result", "dataset", "dataset_peek", "display_scale", "encoded_test_set", "flash",
+    "DEFAULT_RUN", "LIVE_REFRESH_S", "cached_result", "dataset", "dataset_peek", "describe_snapshot", "display_scale", "encoded_test_set", "flash",
     "grid", "guard", "guarded", "health", "live_snapshot", "manager", "page_context", "per_snapshot", "picture", "pinned", "progress_bar", "refresh_every",
     "remember_result", "require_snapshot", "rerun_when_run_ends", "result_on_request", "run_config", "run_dataset",
-    "say_health", "select_run", "selected_run", "show_flash", "snapshot", "snapshot_caption", "spread", "start_default_run", "traverse_from",
+    "say_health", "select_run", "selected_run", "show_flash", "shown_kind", "snapshot", "snapshot_caption", "spread", "start_default_run", "traverse_from",
 ]

@@ -48,9 +48,10 @@ def loss_label(objective: str, beta: float, samples: int) -> str:
 
 # --- Train ------------------------------------------------------------------------------------
 def training_curves(steps: list[dict], epochs: list[dict], loss_name: str) -> go.Figure:
-    """Loss terms per logged step (left) and the test ELBO per epoch (right)."""
+    """Loss terms per logged step (left); the test and validation ELBO per epoch (right), with
+    the best snapshot (the best validation ELBO) marked."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss terms (nats per example)",
-                                                        "Test ELBO per epoch (nats)"))
+                                                        "ELBO per epoch (nats)"))
     s = [r["step"] for r in steps]
     fig.add_scatter(x=s, y=[r["loss"] for r in steps], name=loss_name, row=1, col=1)
     fig.add_scatter(x=s, y=[-r["log_likelihood"] for r in steps], name="reconstruction (−log p(x|z))", row=1, col=1)
@@ -58,6 +59,15 @@ def training_curves(steps: list[dict], epochs: list[dict], loss_name: str) -> go
     if epochs:
         fig.add_scatter(x=[r["epoch"] for r in epochs], y=[r["test_elbo"] for r in epochs], name="test ELBO",
                         mode="lines+markers", row=1, col=2)
+        val = [r for r in epochs if isinstance(r.get("val_elbo"), (int, float))]
+        if val:
+            fig.add_scatter(x=[r["epoch"] for r in val], y=[r["val_elbo"] for r in val], name="validation ELBO",
+                            mode="lines+markers", row=1, col=2)
+            best = max(val, key=lambda r: r["val_elbo"])
+            fig.add_scatter(x=[best["epoch"]], y=[best["val_elbo"]], name="best snapshot", mode="markers",
+                            marker=dict(symbol="star", size=14, color="gold", line=dict(width=1, color="black")),
+                            hovertemplate="best snapshot: epoch %{x}<br>validation ELBO %{y:.2f}<extra></extra>",
+                            row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2)
     fig.update_layout(height=330, margin=dict(MARGIN, t=40), legend=dict(orientation="h", y=-0.25))

@@ -1,5 +1,5 @@
-"""The selected run and what the pages read of it: the run manager, the run's latest
-snapshot and its dataset, refresh timing while it trains, and the empty states.
+"""The selected run and what the pages read of it: the run manager, the snapshot shown (the
+best by validation ELBO unless the user picks the latest) and its dataset, refresh timing while it trains, and the empty states.
 
 Process contract (docs/architecture.md): this runs in the Streamlit server. Training happens
 in worker processes the RunManager starts; pages only read run directories through here.
@@ -16,7 +16,7 @@ from vae_core.runs.manager import RunManager, new_run_config
 
 from .cache import cached_result, per_snapshot, progress_bar, remember_result
 from .health import health
-from .state import FLASH, LIVE_RUN, SELECTED_RUN, TRAVERSE_BASE, TraverseBase
+from .state import FLASH, LIVE_RUN, SELECTED_RUN, SNAPSHOT_KIND, TRAVERSE_BASE, TraverseBase
 
 LIVE_REFRESH_S = 2.0
 # What the empty-state button starts: real MNIST, an MLP small enough to train in about a
@@ -68,19 +68,25 @@ def run_config(dataset: str, **options):
 
 # Room for a whole sweep (up to 8 runs in the β lab) beside the selected run and a few others.
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _snapshot(run_dir: str, step: int, mtime: float) -> rd.Snapshot:
-    # Keyed by step and mtime: a new snapshot is a new cache entry, an unchanged one is free.
-    return rd.load_snapshot(run_dir)
+def _snapshot(run_dir: str, kind: str, step: int, mtime: float) -> rd.Snapshot:
+    # Keyed by kind, step and mtime: a new snapshot is a new cache entry, an unchanged one is free.
+    return rd.load_snapshot(run_dir, which=kind)
+
+
+def shown_kind() -> rd.SnapshotKind:
+    """Which snapshot the pages show: the best one unless the user chose the latest."""
+    return "latest" if SNAPSHOT_KIND.get() == "latest" else "best"
 
 
 def snapshot(name: str) -> rd.Snapshot | None:
-    """The run's latest weight snapshot on the CPU, or None if it has none yet."""
+    """The run's snapshot the user chose (``shown_kind``) on the CPU, or None if it has none yet.
+    "best" is the latest snapshot while the run has no best one yet."""
     path = manager().path(name)
-    meta = rd.snapshot_meta(path)
+    meta = rd.snapshot_meta(path, shown_kind())
     if meta is None:
         return None
     try:
-        return _snapshot(str(path), meta[0], meta[2])
+        return _snapshot(str(path), meta.kind, meta.step, meta.mtime)
     except rd.RunError as e:
         st.error(f"Cannot load the weights of {name}: {e}")
         return None
@@ -229,10 +235,20 @@ def _wait_for_snapshot(name: str) -> None:
         st.rerun()
 
 
+def describe_snapshot(snap: rd.Snapshot | rd.SnapshotMeta) -> str:
+    """Which snapshot this is, in words: "snapshot at step 1,200 (epoch 12) · the best by
+    validation ELBO (−98.30)", or "… · the latest"."""
+    head = f"snapshot at step {snap.step:,} (epoch {snap.epoch})"
+    if snap.kind == "best":
+        val = f" ({snap.validation_elbo:.2f})" if snap.validation_elbo is not None else ""
+        return f"{head} · the best by validation ELBO{val}"
+    return f"{head} · the latest"
+
+
 def snapshot_caption(name: str, snap: rd.Snapshot) -> None:
     st_ = manager().status(name)
     live = " · training, refreshes by itself" if st_.active else ""
-    st.caption(f"Run **{name}** · snapshot at step {snap.step:,} (epoch {snap.epoch}){live}")
+    st.caption(f"Run **{name}** · {describe_snapshot(snap)}{live}")
 
 
 @per_snapshot(max_entries=8, progress="Encoding the test set")

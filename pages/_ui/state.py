@@ -131,6 +131,7 @@ class Memo:
 SELECTED_RUN: Slot[str] = Slot("run", str)
 FLASH: Slot[str] = Slot("_flash", str)  # a message to toast after the next rerun
 LIVE_RUN: Slot[str] = Slot("_live_run", str)  # the run the live fragments last saw training
+SNAPSHOT_KIND: Slot[str] = Slot("snapshot_kind", str)  # "best" or "latest": which snapshot the pages show
 
 SELECTED_POINT: Slot[SelectedPoint] = Slot("selected_point", SelectedPoint)
 TRAVERSE_BASE: Slot[TraverseBase] = Slot("traverse_base", TraverseBase)

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 
-def rewrite_weights(run: Path, change) -> None:
-    """Replace the run's weights by ``change(name, tensor)``, keeping the snapshot's metadata; the
-    worker's summary of the old weights goes."""
+def rewrite_weights(run: Path, change, keep_best: bool = False) -> None:
+    """Replace the run's latest weights by ``change(name, tensor)``, keeping the snapshot's
+    metadata; the worker's summary of the old weights goes, and so does the best snapshot unless
+    ``keep_best`` (the pages show the best one by default: without it they show these weights)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -17,6 +18,8 @@ def rewrite_weights(run: Path, change) -> None:
         tensors = {k: change(k, f.get_tensor(k)) for k in f.keys()}
     save_file(tensors, str(path), metadata={"step": meta["step"], "epoch": meta["epoch"]})
     (run / "summary.safetensors").unlink(missing_ok=True)
+    if not keep_best:
+        (run / "best.safetensors").unlink(missing_ok=True)
 
 
 def zeroed_copy(run: Path, dest: Path) -> Path:

@@ -19,7 +19,7 @@ from vae_core.runs import rundir as rd
 from vae_core.runs.manager import RunManager
 from vae_core.runs.trainer import train
 
-RUN_FILES = sorted((rd.CONFIG, rd.WEIGHTS, rd.METRICS, rd.STATUS))
+RUN_FILES = sorted((rd.CONFIG, rd.WEIGHTS, rd.BEST, rd.METRICS, rd.STATUS))
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +156,7 @@ def test_download_then_upload_is_a_round_trip(m, runs_dir):
     a, b = rd.load_snapshot(src), rd.load_snapshot(dst)
     assert b.config == a.config and (b.step, b.epoch) == (a.step, a.epoch)
     assert (dst / rd.WEIGHTS).read_bytes() == (src / rd.WEIGHTS).read_bytes()
+    assert (dst / rd.BEST).read_bytes() == (src / rd.BEST).read_bytes()  # the best snapshot travels too
     assert_same_weights(src, dst)
     assert rd.read_metrics(dst) == rd.read_metrics(src) != []
     st = rd.read_status(dst)
@@ -295,3 +296,16 @@ def test_a_zip_too_large_to_be_a_run_is_refused_unread(m, runs_dir, monkeypatch)
     with pytest.raises(rd.RunError, match="The zip is .* over the"):
         m.import_zip(data, "big")
     assert entries(runs_dir) == ["r"]
+
+
+def test_a_zip_whose_best_snapshot_is_broken_is_refused_and_nothing_is_written(m, runs_dir):
+    with zipfile.ZipFile(io.BytesIO(m.export_zip("r"))) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members[f"r/{rd.BEST}"] = b"not a safetensors file"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    with pytest.raises(rd.RunError, match="best.safetensors"):
+        m.import_zip(buf.getvalue(), "broken-best")
+    assert [p.name for p in runs_dir.iterdir() if not p.name.startswith(".")] == ["r"]

@@ -43,10 +43,10 @@ RUNS_ENV = "LATENT_EXPLORER_RUNS"
 # What a run's zip holds, and the limits an upload is held to. Weights are the only large
 # file; a zip bomb is refused by its declared sizes and by its compression ratio (a run's
 # files compress a few times at most, a bomb hundreds of times) before anything is inflated.
-ARCHIVE_FILES = (rd.CONFIG, rd.WEIGHTS, rd.METRICS, rd.STATUS)
+ARCHIVE_FILES = (rd.CONFIG, rd.WEIGHTS, rd.BEST, rd.METRICS, rd.STATUS)
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
-MAX_FILE_BYTES = {rd.CONFIG: 1_000_000, rd.WEIGHTS: MAX_IMPORT_BYTES, rd.METRICS: 64 * 1024 * 1024,
-                  rd.STATUS: 1_000_000}
+MAX_FILE_BYTES = {rd.CONFIG: 1_000_000, rd.WEIGHTS: MAX_IMPORT_BYTES, rd.BEST: MAX_IMPORT_BYTES,
+                  rd.METRICS: 64 * 1024 * 1024, rd.STATUS: 1_000_000}
 MAX_ZIP_MEMBERS = 8
 MAX_ZIP_RATIO = 100
 # Workers run as `python -m vae_core` from the folder that holds the package.
@@ -276,7 +276,8 @@ class RunManager:
         metrics = None
         if rd.METRICS in files:
             metrics = rd.parse_metrics(files[rd.METRICS].decode("utf-8", errors="replace"))
-        return self._import(name, files[rd.CONFIG], files[rd.WEIGHTS], metrics, default_name=folder or "imported")
+        return self._import(name, files[rd.CONFIG], files[rd.WEIGHTS], metrics, default_name=folder or "imported",
+                            best_bytes=files.get(rd.BEST))
 
     def import_run(self, name: str, config_bytes: bytes, weights_bytes: bytes) -> str:
         """Add a run from an uploaded config.json and weights.safetensors, after checking that the
@@ -285,8 +286,10 @@ class RunManager:
         return self._import(name, config_bytes, weights_bytes, None)
 
     def _import(self, name: str | None, config_bytes: bytes, weights_bytes: bytes, metrics: list[dict] | None,
-                default_name: str = "imported") -> str:
-        if len(config_bytes) > MAX_FILE_BYTES[rd.CONFIG] or len(weights_bytes) > MAX_FILE_BYTES[rd.WEIGHTS]:
+                default_name: str = "imported", best_bytes: bytes | None = None) -> str:
+        """best_bytes: the run's best snapshot, when it has one; it must load like the weights."""
+        if (len(config_bytes) > MAX_FILE_BYTES[rd.CONFIG] or len(weights_bytes) > MAX_FILE_BYTES[rd.WEIGHTS]
+                or len(best_bytes or b"") > MAX_FILE_BYTES[rd.BEST]):
             raise rd.RunError("The uploaded files are too large to be a Latent Explorer run.")
         try:
             config = RunConfig.from_json(config_bytes.decode("utf-8"))
@@ -305,6 +308,9 @@ class RunManager:
             try:
                 (staging / rd.WEIGHTS).write_bytes(weights_bytes)
                 snap = rd.load_weights_file(staging / rd.WEIGHTS, config)
+                if best_bytes is not None:
+                    (staging / rd.BEST).write_bytes(best_bytes)
+                    rd.load_weights_file(staging / rd.BEST, config)  # refused like the weights if broken
                 rd.write_config(staging, config)
                 if metrics:
                     rd.atomic_write_bytes(staging / rd.METRICS, "".join(json.dumps(r) + "\n" for r in metrics).encode())

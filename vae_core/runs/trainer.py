@@ -474,7 +474,9 @@ class TrainLoop:
             self.emit({"kind": "early_stop", "step": self.step, "epoch": epoch, "best_epoch": self.best_epoch,
                        "best_val_elbo": self.best_val, "patience": patience})
             self.status.update(stopped_early_at_epoch=epoch, best_epoch=self.best_epoch,
-                               best_val_elbo=self.best_val)
+                               best_val_elbo=self.best_val,
+                               message=f"stopped early after epoch {epoch}: no better validation ELBO for {patience} "
+                                       f"epochs; the best snapshot is epoch {self.best_epoch}'s")
 
     # --- what the loop says -----------------------------------------------------------------
     def emit(self, record: dict) -> None:
