@@ -247,11 +247,14 @@ def cmd_eval(args) -> int:
 
     run_dir = _resolve_run(args.run)
     device = pick_device(args.device)
-    snap = rd.load_snapshot(run_dir, device=str(device))
+    snap = rd.load_snapshot(run_dir, device=str(device), which=args.snapshot)
     tc = snap.config.train
     data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed)
     x = data.x_test.subset(slice(0, args.limit)) if args.limit else data.x_test  # read a batch at a time
-    result = {"run": str(run_dir), "step": snap.step, "epoch": snap.epoch, "n_test": len(x), "device": str(device)}
+    result = {"run": str(run_dir), "snapshot": snap.kind, "step": snap.step, "epoch": snap.epoch, "n_test": len(x),
+              "device": str(device)}
+    if snap.validation_elbo is not None:
+        result["validation_elbo"] = snap.validation_elbo
     with torch.no_grad():
         result.update({f"test_{k}": v for k, v in evaluate_elbo(snap.model, x).items()})
         stats = posterior_stats(snap.model, x)
@@ -266,7 +269,9 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"run {run_dir.name} at step {snap.step} (epoch {snap.epoch}), {len(x)} test images, {device}")
+        which = (f"best snapshot (validation ELBO {snap.validation_elbo:.3f})" if snap.kind == "best"
+                 else "latest snapshot")
+        print(f"run {run_dir.name}, {which} at step {snap.step} (epoch {snap.epoch}), {len(x)} test images, {device}")
         print(f"  test ELBO            {result['test_elbo']:10.3f} nats  (log-likelihood {result['test_log_likelihood']:.3f}, KL {result['test_kl']:.3f})")
         if args.k > 0:
             print(f"  test IWAE bound k={args.k:<5} {bound:10.3f} nats  (NLL {-bound:.3f})")
@@ -290,11 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_train = sub.add_parser("train", help="train a VAE into a run directory")
     _add_train_flags(p_train)
-    p_eval = sub.add_parser("eval", help="evaluate a run's latest snapshot on its test set")
+    p_eval = sub.add_parser("eval", help="evaluate a run's best (or latest) snapshot on its test set")
     p_eval.add_argument("run", help="run directory, or a run name under runs/")
     p_eval.add_argument("--k", type=int, default=1000, help="importance samples for the IWAE bound (0 to skip)")
     p_eval.add_argument("--limit", type=int, default=0, help="evaluate only the first N test images")
     p_eval.add_argument("--device", default="auto")
+    p_eval.add_argument("--snapshot", choices=("best", "latest"), default="best",
+                        help="best (default): the weights with the best validation ELBO, or the latest weights "
+                             "while the run has no best snapshot; latest: the newest weights")
     p_eval.add_argument("--json", action="store_true", help="print the result as JSON")
     sub.add_parser("datasets", help="list datasets and whether each is available here")
     p_sweep = sub.add_parser("sweep", help="train several prepared run directories one after another")

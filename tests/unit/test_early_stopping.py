@@ -101,3 +101,26 @@ def test_without_a_validation_split_there_is_no_best_snapshot_and_best_means_lat
 def test_out_of_range_early_stopping_settings_are_refused(bad):
     with pytest.raises(ConfigError):
         tiny_config(**bad)
+
+
+def test_eval_uses_the_snapshot_it_names(tmp_path, monkeypatch, capsys):
+    import json
+
+    from vae_core.cli import main
+
+    monkeypatch.setenv(FAULT_ENV, "worse@2")
+    assert train(tiny_config(epochs=3, patience=1), tmp_path / "run").state == "finished"
+    monkeypatch.delenv(FAULT_ENV)
+    epochs = epochs_of(tmp_path / "run")
+    results = {}
+    for which in ("best", "latest"):
+        assert main(["eval", str(tmp_path / "run"), "--k", "0", "--json", "--snapshot", which]) == 0
+        results[which] = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(tmp_path / "run"), "--k", "0", "--json"]) == 0  # the default is the best
+    assert json.loads(capsys.readouterr().out) == results["best"]
+    best, latest = results["best"], results["latest"]
+    assert best["snapshot"] == "best" and best["epoch"] == 1 and best["validation_elbo"] == epochs[0]["val_elbo"]
+    assert latest["snapshot"] == "latest" and latest["epoch"] == 2 and "validation_elbo" not in latest
+    # Each number is its snapshot's: the test ELBOs logged at epochs 1 and 2 (same evaluation seed).
+    assert best["test_elbo"] == pytest.approx(epochs[0]["test_elbo"], abs=1e-4)
+    assert latest["test_elbo"] == pytest.approx(epochs[1]["test_elbo"], abs=1e-4)
