@@ -1,5 +1,5 @@
 """Lab: β and the decoder's likelihood. Starts background sweeps (one worker trains the runs in
-turn) and draws what ``vae_core.labs.beta`` measures on their latest snapshots."""
+turn) and draws what ``vae_core.labs.beta`` measures on the snapshots the sidebar names (best by default)."""
 import streamlit as st
 
 from pages import _ui

@@ -25,6 +25,17 @@ def learning_rate(tc: TrainConfig, step: int, total_steps: int) -> float:
     return tc.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def cooldown_rate(lr0: float, done: int, steps: int) -> float:
+    """The learning rate ``done`` steps into a cooldown of ``steps`` steps that started at
+    ``lr0``: a half cosine from lr0 down to 0 (the tail of the schedule above, compressed).
+
+    A run whose validation ELBO has stopped improving while the rate is still high ends this
+    way rather than at once: the weights settle into the minimum they wander around, which is
+    where most of a decayed schedule's gain comes from (bench/RESULTS.md, early stopping).
+    """
+    return lr0 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done / max(1, steps))))
+
+
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     """Adam with the fused kernel where the build has one for the model's device, else the foreach one.
 

@@ -40,7 +40,9 @@ DEFAULT_TIMEOUT_S = 300.0
 CONTROL_EVERY_STEPS = 10
 # While paused, rank 0 broadcasts "still paused" this often, so the others never hit the timeout.
 PAUSE_TICK_S = 0.25
-CMD_RUN, CMD_STOP, CMD_PAUSE = 0, 1, 2
+# CMD_COOLDOWN: run on, and begin the early-stopping cooldown at this step (rank 0 alone
+# evaluates, so it alone knows the validation ELBO has stopped improving).
+CMD_RUN, CMD_STOP, CMD_PAUSE, CMD_COOLDOWN = 0, 1, 2, 3
 
 
 def timeout_s() -> float:

@@ -41,7 +41,7 @@ from ..engine.device import pick_device
 from ..engine.evaluate import evaluate_test_set
 from ..engine.families import build_model
 from ..engine.objectives import training_loss
-from ..engine.optim import learning_rate, make_optimizer
+from ..engine.optim import cooldown_rate, learning_rate, make_optimizer
 from . import distributed as dd
 from . import rundir as rd
 from .summary import SnapshotSummary, summarise, summary_of_codes, write_summary
@@ -301,7 +301,13 @@ class TrainLoop:
         # The best validation ELBO so far and its epoch, from the best snapshot on a resume.
         self.best_val: float | None = None
         self.best_epoch = 0
-        self.stopped_early = False
+        # Early stopping: once the validation ELBO has not improved for ``patience`` epochs, the
+        # learning rate is annealed to 0 over ``patience`` more epochs and the run ends there.
+        self.planned_steps = self.total_steps  # the schedule's own length
+        self.cooldown: tuple[int, int, float] | None = None  # (first step, steps, starting rate)
+        self.cooldown_pending = False  # decided at an epoch's end, begun before the next step
+        if self.step > 0:
+            self._resume_cooldown()
         best = rd.snapshot_meta(run_dir, "best") if self.step > 0 else None
         if best is not None and best.kind == "best" and best.validation_elbo is not None:
             self.best_val, self.best_epoch = best.validation_elbo, best.epoch
@@ -324,6 +330,7 @@ class TrainLoop:
 
         self.window = _Window.empty(self.device)
         self.summary_step: int | None = None  # the step of the last published summary
+        self.snapshot_step: int | None = None  # the step of the last published weights
         self.snapshots = 0  # published by this worker
         self.rate_ema: float | None = None
         self.paused = False
@@ -379,13 +386,15 @@ class TrainLoop:
                     break
                 self.train_step(xb)
             if outcome == "stopped":
-                outcome = "finished" if self.stopped_early else outcome  # ranks > 0 learn it as a stop
                 break
             self.end_epoch(epoch)
-            if self.stopped_early and self.dist is None:
-                break
+            if self.cooldown_pending and self.dist is None:  # distributed: begun together (sync_control)
+                self.begin_cooldown()
         self.log_window()
-        self.publish_snapshot(summary=True)
+        if (self.snapshot_step, self.summary_step) != (self.step, self.step):  # the last epoch's end may have
+            self.publish_snapshot(summary=True)
+        if outcome == "finished":
+            self.finish_status()
         return outcome
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
@@ -401,7 +410,7 @@ class TrainLoop:
 
     def train_step(self, xb: torch.Tensor) -> None:
         """One optimiser step on the batch ``xb`` (float images on the device)."""
-        lr = learning_rate(self.tc, self.step, self.total_steps)
+        lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.death_at is not None and self.step >= self.death_at:
@@ -469,14 +478,53 @@ class TrainLoop:
             self.status.update(best_epoch=epoch, best_val_elbo=val_elbo)
             return
         patience = self.tc.patience
-        if patience and epoch - self.best_epoch >= patience and epoch < self.tc.epochs:
-            self.stopped_early = True
-            self.emit({"kind": "early_stop", "step": self.step, "epoch": epoch, "best_epoch": self.best_epoch,
-                       "best_val_elbo": self.best_val, "patience": patience})
-            self.status.update(stopped_early_at_epoch=epoch, best_epoch=self.best_epoch,
-                               best_val_elbo=self.best_val,
-                               message=f"stopped early after epoch {epoch}: no better validation ELBO for {patience} "
-                                       f"epochs; the best snapshot is epoch {self.best_epoch}'s")
+        if (patience and epoch - self.best_epoch >= patience and self.cooldown is None
+                and self.step + patience * self.steps_per_epoch < self.steps_per_epoch * self.tc.epochs):
+            self.cooldown_pending = True  # otherwise the planned epochs end sooner than a cooldown would
+
+    def learning_rate(self) -> float:
+        """The rate for the next step: the schedule's, or the cooldown's once one has begun."""
+        if self.cooldown is None:
+            return learning_rate(self.tc, self.step, self.planned_steps)
+        first, steps, lr0 = self.cooldown
+        return cooldown_rate(lr0, self.step - first, steps)
+
+    def begin_cooldown(self, first: int | None = None, steps: int | None = None, lr0: float | None = None) -> None:
+        """Anneal from the current rate to 0 over ``patience`` epochs, then end the run (called on
+        every rank at the same step; with arguments, to restore a cooldown on resume)."""
+        first = self.step if first is None else first
+        steps = self.tc.patience * self.steps_per_epoch if steps is None else steps
+        lr0 = self.learning_rate() if lr0 is None else lr0
+        self.cooldown, self.cooldown_pending = (first, steps, lr0), False
+        self.total_steps = min(self.total_steps, first + steps)  # a --max-steps cap still holds
+        if not self.main or first != self.step:
+            return
+        epoch = self.step // self.steps_per_epoch
+        self.emit({"kind": "cooldown", "step": first, "steps": steps, "lr": lr0, "epoch": epoch,
+                   "best_epoch": self.best_epoch, "patience": self.tc.patience})
+        self.status.update(total_steps=self.total_steps, plateau_at_epoch=epoch,
+                           message=f"no better validation ELBO since epoch {self.best_epoch}: annealing the learning "
+                                   f"rate to 0 over {self.tc.patience} epochs, then stopping")
+
+    def _resume_cooldown(self) -> None:
+        """A resumed run goes on with the cooldown it had begun (its record is in metrics.jsonl)."""
+        begun = [r for r in rd.read_metrics(self.run_dir)
+                 if r.get("kind") == "cooldown" and isinstance(r.get("step"), int) and r["step"] <= self.step]
+        if begun:
+            r = begun[-1]
+            self.begin_cooldown(r["step"], int(r["steps"]), float(r["lr"]))
+
+    def finish_status(self) -> None:
+        """Say how the run ended when a cooldown ended it before its planned epochs."""
+        if self.cooldown is None or self.step < self.cooldown[0] + self.cooldown[1] or not self.main:
+            return
+        epoch = self.step // self.steps_per_epoch
+        self.status.update(stopped_early_at_epoch=epoch, best_epoch=self.best_epoch, best_val_elbo=self.best_val,
+                           message=f"stopped early after epoch {epoch} of {self.tc.epochs}: no better validation ELBO "
+                                   f"after epoch {self.best_epoch}, then {self.tc.patience} epochs of annealing; "
+                                   f"the best snapshot is epoch {self.best_epoch}'s")
+        self.emit({"kind": "early_stop", "step": self.step, "epoch": epoch, "best_epoch": self.best_epoch,
+                   "best_val_elbo": self.best_val, "patience": self.tc.patience})
 
     # --- what the loop says -----------------------------------------------------------------
     def emit(self, record: dict) -> None:
@@ -528,6 +576,7 @@ class TrainLoop:
         try:
             rd.save_snapshot(self.run_dir, self.model, self.step, epoch, self.optimizer)
             self.snapshots += 1
+            self.snapshot_step = self.step
             if isinstance(summary, SnapshotSummary):
                 write_summary(self.run_dir, summary)
                 self.summary_step = summary.step
@@ -601,20 +650,23 @@ class TrainLoop:
 
     def _rank0_command(self) -> int:
         """Rank 0's decision from SIGTERM/SIGINT and the control file."""
-        if self.stop_flag.is_set() or self.stopped_early:
+        if self.stop_flag.is_set():
             return dd.CMD_STOP
         req = rd.read_request(self.run_dir, self.since)
         if req == "stop":
             return dd.CMD_STOP
         if req == "pause" or (self.paused and req != "resume"):
             return dd.CMD_PAUSE
-        return dd.CMD_RUN
+        return dd.CMD_COOLDOWN if self.cooldown_pending else dd.CMD_RUN
 
     def sync_control(self) -> bool:
-        """Rank 0's command reaches every rank; all pause, resume or stop together. True: stop."""
+        """Rank 0's command reaches every rank; all pause, resume, stop or begin the cooldown
+        together. True: stop."""
         cmd = self._broadcast(self._rank0_command() if self.main else dd.CMD_RUN)
         if cmd == dd.CMD_STOP:
             return True
+        if cmd == dd.CMD_COOLDOWN:
+            self.begin_cooldown()
         if cmd != dd.CMD_PAUSE:
             return False
         self.paused = True
