@@ -119,12 +119,12 @@ def test_an_early_stop_decided_by_rank0_reaches_every_rank_and_keeps_the_best(tm
     assert res.returncode == 0, res.stdout + res.stderr
     st = rd.read_status(run_dir)
     assert st.state == "finished" and st.extra["world_size"] == 2, st
-    # Epoch 2 is worse: one epoch of annealing (patience 1) begins on every rank at the same step.
-    assert st.extra["stopped_early_at_epoch"] == 3 and st.extra["best_epoch"] == 1
-    assert [r["epoch"] for r in rd.read_metrics(run_dir) if r.get("kind") == "epoch"] == [1, 2, 3]
+    # Epoch 2 is worse: two epochs of annealing (patience 1) begin on every rank at the same step.
+    assert st.extra["stopped_early_at_epoch"] == 4 and st.extra["best_epoch"] == 1
+    assert [r["epoch"] for r in rd.read_metrics(run_dir) if r.get("kind") == "epoch"] == [1, 2, 3, 4]
     assert [r["step"] for r in rd.read_metrics(run_dir) if r.get("kind") == "cooldown"] == [2 * st.extra["steps_per_epoch"]]
     best, latest = rd.load_snapshot(run_dir, which="best"), rd.load_snapshot(run_dir, which="latest")
-    assert (best.kind, best.epoch, latest.epoch) == ("best", 1, 3)
+    assert (best.kind, best.epoch, latest.epoch) == ("best", 1, 4)
 
 
 def test_two_nodes_rendezvous_over_c10d_and_only_global_rank0_writes(tmp_path, dist_env):

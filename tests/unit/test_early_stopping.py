@@ -69,23 +69,23 @@ def test_the_best_snapshot_survives_a_worse_epoch_and_patience_ends_the_run_afte
     assert vals[2] < min(vals[:2]) - 5  # the forced epoch really is worse
     best_epoch = 1 + int(np.argmax(vals))
     assert best_epoch <= 2
-    # Two epochs without a better validation ELBO, then two epochs of annealing to 0, then the end.
-    assert [e["epoch"] for e in epochs] == list(range(1, best_epoch + 5))
+    # Two epochs without a better validation ELBO, then 2 x 2 epochs of annealing to 0, then the end.
+    assert [e["epoch"] for e in epochs] == list(range(1, best_epoch + 7))
     (cool,) = [m for m in metrics if m["kind"] == "cooldown"]
     spe = st.extra["steps_per_epoch"]
-    assert cool["step"] == (best_epoch + 2) * spe and cool["steps"] == 2 * spe and cool["best_epoch"] == best_epoch
+    assert cool["step"] == (best_epoch + 2) * spe and cool["steps"] == 4 * spe and cool["best_epoch"] == best_epoch
     rates = {m["step"]: m["lr"] for m in metrics if m["kind"] == "step"}
     during = [lr for step, lr in rates.items() if step > cool["step"]]
     assert during == sorted(during, reverse=True) and during[-1] < 0.05 * cool["lr"]  # annealed towards 0
     (early,) = [m for m in metrics if m["kind"] == "early_stop"]
-    assert early["best_epoch"] == best_epoch and early["epoch"] == best_epoch + 4
-    assert st.extra["stopped_early_at_epoch"] == best_epoch + 4 and st.extra["best_epoch"] == best_epoch
-    assert st.step == (best_epoch + 4) * spe
+    assert early["best_epoch"] == early["plateau_best_epoch"] == best_epoch and early["epoch"] == best_epoch + 6
+    assert st.extra["stopped_early_at_epoch"] == best_epoch + 6 and st.extra["best_epoch"] == best_epoch
+    assert st.step == (best_epoch + 6) * spe
 
     best = rd.load_snapshot(tmp_path / "run", which="best")
     latest = rd.load_snapshot(tmp_path / "run", which="latest")
     assert best.kind == "best" and latest.kind == "latest"
-    assert best.epoch == best_epoch and latest.epoch == best_epoch + 4
+    assert best.epoch == best_epoch and latest.epoch == best_epoch + 6
     assert best.validation_elbo == pytest.approx(vals[best_epoch - 1])
     # The weights are the ones claimed: their test ELBO reproduces what was logged at that epoch.
     x_test = load_dataset("digits").x_test
@@ -102,12 +102,12 @@ def test_a_resumed_run_goes_on_with_its_cooldown(tmp_path, monkeypatch):
     st = train(cfg, tmp_path / "run")
     assert st.state == "finished" and st.step == 4 * spe and "stopped_early_at_epoch" not in st.extra
     (cool,) = [m for m in rd.read_metrics(tmp_path / "run") if m["kind"] == "cooldown"]
-    assert cool["step"] == 3 * spe and cool["steps"] == 2 * spe
+    assert cool["step"] == 3 * spe and cool["steps"] == 4 * spe
     monkeypatch.delenv(FAULT_ENV)
     cfg.train.max_steps = None
     st = train(cfg, tmp_path / "run", resume=True)
-    assert st.state == "finished" and st.step == 5 * spe  # the cooldown's end, not the 10 planned epochs
-    assert st.extra["stopped_early_at_epoch"] == 5
+    assert st.state == "finished" and st.step == 7 * spe  # the cooldown's end, not the 10 planned epochs
+    assert st.extra["stopped_early_at_epoch"] == 7
     resumed_rates = [m["lr"] for m in rd.read_metrics(tmp_path / "run") if m["kind"] == "step" and m["step"] > 4 * spe]
     assert resumed_rates and max(resumed_rates) < cool["lr"]  # the annealing went on, not the schedule
 
@@ -135,7 +135,7 @@ def test_eval_uses_the_snapshot_it_names(tmp_path, monkeypatch, capsys):
     from vae_core.cli import main
 
     monkeypatch.setenv(FAULT_ENV, "worse@2")
-    assert train(tiny_config(epochs=4, patience=1), tmp_path / "run").state == "finished"
+    assert train(tiny_config(epochs=5, patience=1), tmp_path / "run").state == "finished"
     monkeypatch.delenv(FAULT_ENV)
     epochs = epochs_of(tmp_path / "run")
     results = {}
@@ -146,7 +146,7 @@ def test_eval_uses_the_snapshot_it_names(tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out) == results["best"]
     best, latest = results["best"], results["latest"]
     assert best["snapshot"] == "best" and best["epoch"] == 1 and best["validation_elbo"] == epochs[0]["val_elbo"]
-    assert latest["snapshot"] == "latest" and latest["epoch"] == 3 and "validation_elbo" not in latest
-    # Each number is its snapshot's: the test ELBOs logged at epochs 1 and 3 (same evaluation seed).
+    assert latest["snapshot"] == "latest" and latest["epoch"] == 4 and "validation_elbo" not in latest
+    # Each number is its snapshot's: the test ELBOs logged at epochs 1 and 4 (same evaluation seed).
     assert best["test_elbo"] == pytest.approx(epochs[0]["test_elbo"], abs=1e-4)
-    assert latest["test_elbo"] == pytest.approx(epochs[2]["test_elbo"], abs=1e-4)
+    assert latest["test_elbo"] == pytest.approx(epochs[3]["test_elbo"], abs=1e-4)

@@ -58,6 +58,8 @@ EPOCH_SNAPSHOT_GAP_S = 2.0
 # "worse@<epoch>" zeroes every weight just before that epoch's evaluation, so its validation
 # ELBO is worse than the last (to check that the best snapshot survives a bad epoch).
 FAULT_ENV = "LATENT_EXPLORER_FAULT"
+# Early stopping's cooldown lasts this many times ``patience`` epochs (see ``TrainLoop.begin_cooldown``).
+COOLDOWN_PER_PATIENCE = 2
 # Set by RunManager for the workers it starts beside the web app: leave the app a core.
 SHARE_CPU_ENV = "LATENT_EXPLORER_SHARE_CPU"
 
@@ -479,7 +481,8 @@ class TrainLoop:
             return
         patience = self.tc.patience
         if (patience and epoch - self.best_epoch >= patience and self.cooldown is None
-                and self.step + patience * self.steps_per_epoch < self.steps_per_epoch * self.tc.epochs):
+                and self.step + COOLDOWN_PER_PATIENCE * patience * self.steps_per_epoch
+                < self.steps_per_epoch * self.tc.epochs):
             self.cooldown_pending = True  # otherwise the planned epochs end sooner than a cooldown would
 
     def learning_rate(self) -> float:
@@ -489,13 +492,15 @@ class TrainLoop:
         first, steps, lr0 = self.cooldown
         return cooldown_rate(lr0, self.step - first, steps)
 
-    def begin_cooldown(self, first: int | None = None, steps: int | None = None, lr0: float | None = None) -> None:
+    def begin_cooldown(self, first: int | None = None, steps: int | None = None, lr0: float | None = None,
+                       plateau_best: int | None = None) -> None:
         """Anneal from the current rate to 0 over ``patience`` epochs, then end the run (called on
         every rank at the same step; with arguments, to restore a cooldown on resume)."""
         first = self.step if first is None else first
-        steps = self.tc.patience * self.steps_per_epoch if steps is None else steps
+        steps = COOLDOWN_PER_PATIENCE * self.tc.patience * self.steps_per_epoch if steps is None else steps
         lr0 = self.learning_rate() if lr0 is None else lr0
         self.cooldown, self.cooldown_pending = (first, steps, lr0), False
+        self.plateau_best = self.best_epoch if plateau_best is None else plateau_best
         self.total_steps = min(self.total_steps, first + steps)  # a --max-steps cap still holds
         if not self.main or first != self.step:
             return
@@ -504,7 +509,7 @@ class TrainLoop:
                    "best_epoch": self.best_epoch, "patience": self.tc.patience})
         self.status.update(total_steps=self.total_steps, plateau_at_epoch=epoch,
                            message=f"no better validation ELBO since epoch {self.best_epoch}: annealing the learning "
-                                   f"rate to 0 over {self.tc.patience} epochs, then stopping")
+                                   f"rate to 0 over {steps // self.steps_per_epoch} epochs, then stopping")
 
     def _resume_cooldown(self) -> None:
         """A resumed run goes on with the cooldown it had begun (its record is in metrics.jsonl)."""
@@ -512,7 +517,7 @@ class TrainLoop:
                  if r.get("kind") == "cooldown" and isinstance(r.get("step"), int) and r["step"] <= self.step]
         if begun:
             r = begun[-1]
-            self.begin_cooldown(r["step"], int(r["steps"]), float(r["lr"]))
+            self.begin_cooldown(r["step"], int(r["steps"]), float(r["lr"]), int(r.get("best_epoch", 0)))
 
     def finish_status(self) -> None:
         """Say how the run ended when a cooldown ended it before its planned epochs."""
@@ -520,11 +525,13 @@ class TrainLoop:
             return
         epoch = self.step // self.steps_per_epoch
         self.status.update(stopped_early_at_epoch=epoch, best_epoch=self.best_epoch, best_val_elbo=self.best_val,
-                           message=f"stopped early after epoch {epoch} of {self.tc.epochs}: no better validation ELBO "
-                                   f"after epoch {self.best_epoch}, then {self.tc.patience} epochs of annealing; "
-                                   f"the best snapshot is epoch {self.best_epoch}'s")
+                           message=f"stopped early after epoch {epoch} of {self.tc.epochs}: the validation ELBO stopped "
+                                   f"improving after epoch {self.plateau_best}, then "
+                                   f"{self.cooldown[1] // self.steps_per_epoch} epochs of annealing; the best snapshot "
+                                   f"is epoch {self.best_epoch}'s")
         self.emit({"kind": "early_stop", "step": self.step, "epoch": epoch, "best_epoch": self.best_epoch,
-                   "best_val_elbo": self.best_val, "patience": self.tc.patience})
+                   "plateau_best_epoch": self.plateau_best, "best_val_elbo": self.best_val,
+                   "patience": self.tc.patience})
 
     # --- what the loop says -----------------------------------------------------------------
     def emit(self, record: dict) -> None:
