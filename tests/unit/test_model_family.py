@@ -75,4 +75,4 @@ def test_a_format_2_run_resumes_without_a_validation_split():
     assert cfg.train.validation_fraction == 0.0 and cfg.train.patience == 0
     assert cfg.format_version == FORMAT_VERSION
     fresh = RunConfig.from_dict(RunConfig().to_dict())  # today's configs keep their own values
-    assert fresh.train.validation_fraction == 0.1 and fresh.train.patience == 10
+    assert fresh.train.validation_fraction == 0.1 and fresh.train.patience == 5
