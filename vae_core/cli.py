@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .engine.config import ConfigError, RunConfig, TrainConfig
+from .progress import Progress, format_seconds
 from .runs import rundir as rd
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="share of the training set held out to pick the best snapshot and stop early "
                         "(default 0.1; 0 holds nothing out, which turns early stopping off)")
     p.add_argument("--patience", type=int,
-                   help="stop after this many epochs without a better validation ELBO (default 10; 0: never)")
+                   help="after this many epochs without a better validation ELBO, anneal the learning rate to 0 "
+                        "over twice as many epochs and stop (default 5; 0: train every planned epoch)")
     p.add_argument("--data-placement", choices=("auto", "device", "stream"),
                    help="auto (default): the training images stay on the training device when they fit, else "
                         "batches stream from the dataset cache; device or stream forces one")
@@ -66,41 +67,8 @@ _TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch
                 "num_threads", "max_steps", "data_placement", "nproc", "validation_fraction", "patience")
 
 
-class _BuildProgress:
-    """Progress of decoding a dataset into the cache: a tqdm bar on a terminal, otherwise (a log
-    file) a line every ``every_s`` seconds and one at the end, none for a shorter build. Called as
-    ``progress(done, total)``; close() ends it."""
-
-    def __init__(self, desc: str, every_s: float = 5.0, stream=None, clock=time.monotonic):
-        self.desc, self.every_s, self.clock = desc, every_s, clock
-        self.stream = stream if stream is not None else sys.stderr
-        self.bar = None
-        self.last = 0.0
-        self.started: float | None = None
-
-    def __call__(self, done: int, total: int) -> None:
-        now = self.clock()
-        if self.started is None:
-            self.started = now
-            if self.stream.isatty():
-                try:
-                    from tqdm import tqdm
-
-                    self.bar = tqdm(total=total, desc=self.desc, unit="img", dynamic_ncols=True, file=self.stream)
-                except ImportError:
-                    pass
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.update(done - self.bar.n)
-        elif min(now - self.started, now - self.last) >= self.every_s or (done >= total and self.last):
-            self.last = now   # quiet for a build shorter than every_s
-            pct = f" ({100 * done / total:.0f}%)" if total else ""
-            print(f"{self.desc}: {done:,} of {total:,}{pct}, {now - self.started:.0f} s", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+# The dataset-decode progress (a bar on a terminal, otherwise a line every few seconds with the time left).
+_BuildProgress = Progress
 
 
 def _config_from_flags(args) -> tuple[RunConfig, Dataset]:
@@ -189,9 +157,11 @@ def cmd_train(args) -> int:
         elif rec["kind"] == "epoch":
             val = f", validation ELBO {rec['val_elbo']:.2f}" if "val_elbo" in rec else ""
             bar.write(f"epoch {rec['epoch']}: test ELBO {rec['test_elbo']:.2f} nats{val}")
+        elif rec["kind"] == "cooldown":
+            bar.write(f"no better validation ELBO since epoch {rec['best_epoch']}: annealing the learning rate to 0 "
+                      f"over {rec['patience']} epochs, then stopping")
         elif rec["kind"] == "early_stop":
-            bar.write(f"stopping early: no better validation ELBO for {rec['patience']} epochs; "
-                      f"the best snapshot is epoch {rec['best_epoch']}'s")
+            bar.write(f"stopped early after epoch {rec['epoch']}; the best snapshot is epoch {rec['best_epoch']}'s")
 
     try:
         status = train(config, run_dir, resume=args.resume, on_log=on_log, data=data)
@@ -239,17 +209,18 @@ def _resolve_run(run: str) -> Path:
 
 def cmd_eval(args) -> int:
     import torch
-    from tqdm import tqdm
 
     from .data import load_dataset
     from .engine.device import pick_device
-    from .engine.evaluate import evaluate_elbo, evaluate_iwae, posterior_stats
+    from .engine.evaluate import evaluate_elbo, posterior_stats
 
     run_dir = _resolve_run(args.run)
     device = pick_device(args.device)
     snap = rd.load_snapshot(run_dir, device=str(device), which=args.snapshot)
     tc = snap.config.train
-    data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed)
+    with Progress(f"decoding {tc.dataset}") as decoding:
+        data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed,
+                            progress=decoding)
     x = data.x_test.subset(slice(0, args.limit)) if args.limit else data.x_test  # read a batch at a time
     result = {"run": str(run_dir), "snapshot": snap.kind, "step": snap.step, "epoch": snap.epoch, "n_test": len(x),
               "device": str(device)}
@@ -260,12 +231,7 @@ def cmd_eval(args) -> int:
         stats = posterior_stats(snap.model, x)
         result["active_units"] = int(stats["active"].sum())
         result["latent_dim"] = int(stats["active"].numel())
-        if args.k > 0:
-            with tqdm(total=len(x), desc=f"IWAE k={args.k}", unit="img", disable=not sys.stderr.isatty()) as bar:
-                t0 = time.time()
-                bound = evaluate_iwae(snap.model, x, args.k, progress=lambda done, n: bar.update(done - bar.n))
-            result[f"test_iwae_k{args.k}"] = bound
-            result["iwae_seconds"] = round(time.time() - t0, 2)
+        iwae = _eval_iwae(snap.model, x, args, result)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -273,10 +239,81 @@ def cmd_eval(args) -> int:
                  else "latest snapshot")
         print(f"run {run_dir.name}, {which} at step {snap.step} (epoch {snap.epoch}), {len(x)} test images, {device}")
         print(f"  test ELBO            {result['test_elbo']:10.3f} nats  (log-likelihood {result['test_log_likelihood']:.3f}, KL {result['test_kl']:.3f})")
-        if args.k > 0:
-            print(f"  test IWAE bound k={args.k:<5} {bound:10.3f} nats  (NLL {-bound:.3f})")
+        if iwae is not None and iwae.bound is not None:
+            print(f"  test IWAE bound k={iwae.k:<5} {iwae.bound:10.3f} nats  (NLL {-iwae.bound:.3f})"
+                  + (f"  PARTIAL: {_iwae_partial_note(iwae)}" if iwae.partial else ""))
+        elif iwae is not None:
+            print(f"  test IWAE bound k={iwae.k:<5} none: {_iwae_partial_note(iwae)}")
         print(f"  active units         {result['active_units']} of {result['latent_dim']}")
-    return 0
+    return 130 if iwae is not None and iwae.stopped == "interrupted" else 0
+
+
+def _iwae_partial_note(iwae) -> str:
+    why = {"max_seconds": "stopped at --max-seconds", "budget": "stopped at --budget-s",
+           "interrupted": "interrupted"}.get(iwae.stopped, "stopped")
+    return f"over {iwae.images:,} of {iwae.total:,} test images ({why})"
+
+
+def _eval_iwae(model, x, args, result: dict):
+    """The IWAE stage of ``eval``: k chosen for --budget-s unless given, progress on stderr, and a
+    partial bound (flagged) at --max-seconds or Ctrl-C. Fills ``result``; returns the IwaeResult,
+    or None when skipped (--k 0)."""
+    import dataclasses
+
+    from .engine.evaluate import (
+        IwaeResult,
+        choose_iwae_k,
+        evaluate_iwae_result,
+        probe_iwae_cost,
+    )
+
+    k, max_seconds, held_to_budget = args.k, args.max_seconds, False
+    if k == 0 or len(x) == 0:
+        return None
+    if k is None:  # auto
+        try:
+            cost = probe_iwae_cost(model, x)
+        except KeyboardInterrupt:  # Ctrl-C while timing the probe: no bound at all, said so
+            res = IwaeResult(k=0, bound=None, images=0, total=len(x), seconds=0.0, stopped="interrupted")
+            result.update(iwae_images=0, iwae_partial=True, iwae_stopped="interrupted")
+            return res
+        k, estimate, fits = choose_iwae_k(cost, len(x), args.budget_s)
+        about = f"{estimate:.2g} s" if estimate < 10 else format_seconds(estimate)
+        result.update(iwae_k_auto=True, iwae_budget_s=args.budget_s, iwae_estimate_s=round(estimate, 3))
+        if fits:
+            print(f"IWAE: k={k}, the largest that fits --budget-s {args.budget_s:g} (estimated {about} for "
+                  f"{len(x):,} test images here; --k overrides)", file=sys.stderr)
+        else:
+            held_to_budget = max_seconds is None or args.budget_s < max_seconds
+            max_seconds = args.budget_s if held_to_budget else max_seconds
+            print(f"IWAE: k={k}, the smallest on the ladder, is estimated at {about} for "
+                  f"{len(x):,} test images, over --budget-s {args.budget_s:g}: it stops at the budget with a "
+                  f"partial bound (--k overrides)", file=sys.stderr)
+    with Progress(f"IWAE k={k}", unit="test images") as progress:
+        progress.start(len(x))
+        res = evaluate_iwae_result(model, x, k, progress=progress, max_seconds=max_seconds, interruptible=True,
+                                   progress_within_batch=True)
+        if res.stopped == "max_seconds" and held_to_budget:
+            res = dataclasses.replace(res, stopped="budget")
+        if res.partial:
+            progress.write(f"IWAE k={k}: stopped early, bound {_iwae_partial_note(res)}")
+    result[f"test_iwae_k{k}"] = res.bound
+    result.update(iwae_seconds=round(res.seconds, 2), iwae_k=k, iwae_images=res.images, iwae_partial=res.partial)
+    if res.partial:
+        result["iwae_stopped"] = res.stopped
+    return res
+
+
+def _k_or_auto(value: str) -> int | None:
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        k = int(value)
+    except ValueError:
+        k = -1
+    if k < 0:
+        raise argparse.ArgumentTypeError("k must be 0 (skip), a positive number or auto")
+    return k
 
 
 def cmd_datasets(args) -> int:
@@ -297,7 +334,16 @@ def main(argv: list[str] | None = None) -> int:
     _add_train_flags(p_train)
     p_eval = sub.add_parser("eval", help="evaluate a run's best (or latest) snapshot on its test set")
     p_eval.add_argument("run", help="run directory, or a run name under runs/")
-    p_eval.add_argument("--k", type=int, default=1000, help="importance samples for the IWAE bound (0 to skip)")
+    p_eval.add_argument("--k", type=_k_or_auto, default=None, metavar="K|auto",
+                        help="importance samples for the IWAE bound; 0 skips it. Default auto: the largest k of "
+                             "5000, 2000, 1000, 500, 200, 100, 50, 20, 10 whose time, estimated by a short timed "
+                             "probe, fits --budget-s. An explicit --k overrides the budget")
+    p_eval.add_argument("--budget-s", type=float, default=60.0, metavar="S",
+                        help="seconds the IWAE stage may take when --k is auto (default 60); when even k=10 is "
+                             "estimated over it, k=10 runs and stops at the budget with a partial bound")
+    p_eval.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                        help="stop the IWAE stage after about S seconds and report the bound over the test images "
+                             "done so far, flagged partial (Ctrl-C does the same)")
     p_eval.add_argument("--limit", type=int, default=0, help="evaluate only the first N test images")
     p_eval.add_argument("--device", default="auto")
     p_eval.add_argument("--snapshot", choices=("best", "latest"), default="best",

@@ -311,8 +311,8 @@ def test_cli_progress_prints_a_line_every_few_seconds_without_a_terminal():
     for done in (0, 10, 20, 30, 40, 50):
         bar(done, 50)
     bar.close()
-    assert log.getvalue().splitlines() == ["decoding folder:x: 20 of 50 (40%), 6 s",
-                                           "decoding folder:x: 40 of 50 (80%), 12 s",
+    assert log.getvalue().splitlines() == ["decoding folder:x: 20 of 50 (40%), 6 s, about 9 s left",
+                                           "decoding folder:x: 40 of 50 (80%), 12 s, about 3 s left",
                                            "decoding folder:x: 50 of 50 (100%), 13 s"]
     quiet = Log()
     short = _BuildProgress("decoding digits", stream=quiet, clock=lambda: 100.0)
