@@ -8,6 +8,7 @@ from pages import _ui
 from pages._ui import run_panel
 from vae_core.data import list_datasets
 from vae_core.engine.config import LRSchedule, TrainConfig
+from vae_core.engine.recipe import auto_summary
 
 OWN_FILES = "Your own files…"
 m = _ui.manager()
@@ -72,8 +73,9 @@ with st.form("new-run"):
     defaults, schedules = TrainConfig(), list(get_args(LRSchedule))
     c1, c2, c3, c4, c5, c6 = st.columns(6)
     beta = c1.number_input("KL weight β", min_value=0.0, max_value=1000.0, value=defaults.beta, step=0.25)
-    lr = c2.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=defaults.lr, format="%.0e",
-                         help="The peak rate; the cosine schedule warms up to it, then decays it to 0.")
+    lr = c2.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=None, format="%.0e",
+                         placeholder="auto", help="The peak rate; the cosine schedule warms up to it, then decays it "
+                         f"to 0. Empty is auto, chosen from the data and the model: {auto_summary('lr')}.")
     schedule = c3.selectbox("Schedule", schedules, index=schedules.index(defaults.lr_schedule), help="cosine: warm-up, then "
                             "decay to 0 by the last epoch (better models in the same time); constant: the same rate throughout.")
     batch = c4.number_input("Batch size", min_value=1, max_value=65536, value=defaults.batch_size)
@@ -81,7 +83,16 @@ with st.form("new-run"):
     devices = run_panel.device_choices(torch.cuda.device_count())
     device = c6.selectbox("Device", list(devices), help="auto: CUDA, then MPS, then CPU. All N GPUs: one training "
                           "process per GPU (data-parallel), on this machine.")
-    run_name = st.text_input("Run name (optional)", max_chars=64, placeholder="letters, digits, '.', '_' or '-'")
+    c1, c2, c3 = st.columns([1, 1, 4])
+    patience = c1.number_input("Early-stopping patience", min_value=0, max_value=100000, value=defaults.patience,
+                               help="After this many epochs in a row without a better validation ELBO, the "
+                               "learning rate is annealed to 0 over twice as many epochs and the run stops; "
+                               "0 turns early stopping off.")
+    validation = c2.number_input("Validation share", min_value=0.0, max_value=0.5, value=defaults.validation_fraction,
+                                 step=0.05, format="%.2f", help="Share of the training set held out: its ELBO picks "
+                                 "the best snapshot and drives early stopping (0 to 0.5; 0 trains on all of it, "
+                                 "without either).")
+    run_name = c3.text_input("Run name (optional)", max_chars=64, placeholder="letters, digits, '.', '_' or '-'")
     submitted = st.form_submit_button("Start training", type="primary", disabled=not spec)
 
 if submitted:
@@ -89,8 +100,9 @@ if submitted:
         res = m.start(_ui.run_config(
             spec, image_size=image_size, channels=channels,
             model={"body": body, "latent_dim": int(latent), "likelihood": likelihood, "decoder_sigma": float(sigma)},
-            train={"beta": float(beta), "lr": float(lr), "lr_schedule": schedule, "batch_size": int(batch),
-                   "epochs": int(epochs), **devices[device]}), name=run_name.strip() or None)
+            train={"beta": float(beta), **({"lr": float(lr)} if lr is not None else {}), "lr_schedule": schedule,
+                   "batch_size": int(batch), "epochs": int(epochs), "patience": int(patience),
+                   "validation_fraction": float(validation), **devices[device]}), name=run_name.strip() or None)
         _ui.select_run(res.name)
         _ui.flash(res.message)
         st.rerun()

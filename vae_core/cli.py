@@ -37,7 +37,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kl-estimator", choices=("analytic", "monte_carlo"))
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate (default 5e-3)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: chosen from the data and the body, "
+                                           "5e-3 for the MLP, 1e-3 for conv; see vae_core/engine/recipe.py)")
     p.add_argument("--lr-schedule", choices=("cosine", "constant"),
                    help="cosine (default): linear warm-up, then decay to 0 over the run; constant: lr throughout")
     p.add_argument("--warmup-steps", type=int, help="steps of linear warm-up for the cosine schedule (default 100)")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from vae_core import explore
 from vae_core.runs import rundir as rd
+from vae_core.runs.diagnose import posterior_collapse
 
 from . import figures as figs
 from .guard import guard
@@ -52,10 +53,13 @@ def live_panel(run: str) -> None:
         st.plotly_chart(figs.training_curves(steps, epochs, loss), width="stretch", key="curves")
     elif status.active:
         st.info("Starting the worker and loading the data… the first curve point appears within seconds.")
+    if collapse := posterior_collapse(metrics, finished=status.state == "finished", beta=cfg.train.beta if cfg else 1.0,
+                                      lr=cfg.train.lr if cfg else None):
+        st.warning(collapse)
     if (snap := snapshot(run)) is None or (data := run_dataset(snap)) is None:
         return
-    if (h := health(snap, len(data.x_test), x_test=data.x_test)).problem:
-        st.warning(h.problem)  # a warning here: the run's state and curves above still hold
+    if (h := health(snap, len(data.x_test), x_test=data.x_test)).problem and (h.fatal or not collapse):
+        st.warning(h.problem)  # a warning here: the run's state and curves above still hold (the collapse one says it)
     if h.fatal:
         return
     with guard("Could not reconstruct test images with this snapshot"):

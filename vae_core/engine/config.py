@@ -102,7 +102,8 @@ class TrainConfig:
     lr_schedule: "cosine" decays the learning rate to 0 over the run after a linear warm-up of
         ``warmup_steps``; "constant" keeps ``lr`` throughout. The defaults (cosine, lr 5e-3,
         batch 64) reach a better test ELBO in the same wall clock than Adam 1e-3 at batch 128
-        (bench/RESULTS.md, "Test ELBO at equal wall-clock").
+        (bench/RESULTS.md, "Test ELBO at equal wall-clock"). ``runs.manager.new_run_config``
+        fills ``lr`` from ``engine.recipe`` when none is given: 1e-3 for the conv body.
     device: "auto" picks cuda, then mps, then cpu.
     snapshot_every_s: weights are published within an epoch at most this often; an epoch's end
         publishes too unless a snapshot went out less than min(this, 2 s) ago.

@@ -97,6 +97,19 @@ class VAE(nn.Module):
                     out = F.relu(out)
         return out.reshape(*lead, *self.config.input_shape)
 
+    @torch.no_grad()
+    def start_output_at(self, channel_mean: torch.Tensor) -> None:
+        """Start the conv decoder's output at each channel's mean intensity (C,), in [0, 1]: its last
+        bias becomes logit(mean). Otherwise it starts at 0.5 everywhere and spends its first steps
+        learning the background through one bias per channel, while the KL term pushes every code to
+        the prior; on dark-background data (MNIST, shapes) that collapsed the posterior at every
+        learning rate tried (bench/RESULTS.md, "Defaults on every dataset"). The MLP's per-pixel
+        output bias learns the background at once and is left alone."""
+        if self.config.body != "conv" or not len(self.dec_convs):
+            return
+        mean = channel_mean.to(self.dec_convs[-1].bias).clamp(1e-3, 1 - 1e-3)
+        self.dec_convs[-1].bias.copy_(torch.logit(mean))
+
     def decoder_mean(self, decoded: torch.Tensor) -> torch.Tensor:
         """E[x|z] in [0, 1] from the decoder output (the image a user sees)."""
         return torch.sigmoid(decoded)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..engine.config import ModelConfig, RunConfig, TrainConfig
+from ..engine.recipe import apply_recipe
 from . import rundir as rd
 from .trainer import SHARE_CPU_ENV
 
@@ -74,6 +75,9 @@ def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, cha
                    progress: Callable[[int, int], None] | None = None, data=None) -> RunConfig:
     """A validated RunConfig whose model input shape is read from the dataset itself.
 
+    Settings the caller leaves out (or passes as None) that the recipe for this data shape and
+    body decides are filled from ``engine.recipe.recipe_for`` (e.g. a lower peak learning rate
+    for the conv body); a value the caller passes always wins. The config holds the concrete values.
     progress: ``progress(done, total)`` while the dataset is first decoded into the disk cache.
     data: the dataset, when the caller has loaded it already (only its image shape is read).
     """
@@ -81,8 +85,10 @@ def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, cha
 
     if data is None:
         data = load_dataset(dataset, image_size=image_size, channels=channels, progress=progress)
-    mc = ModelConfig(input_shape=tuple(data.image_shape), **(model or {}))
-    tc = TrainConfig(dataset=dataset, image_size=image_size, channels=channels, **(train or {}))
+    shape = tuple(data.image_shape)
+    model, train = apply_recipe(shape, model, train)
+    mc = ModelConfig(input_shape=shape, **model)
+    tc = TrainConfig(dataset=dataset, image_size=image_size, channels=channels, **train)
     return RunConfig(model=mc, train=tc).validate()
 
 

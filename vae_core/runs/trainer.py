@@ -113,6 +113,13 @@ def _worse_epoch() -> int | None:
     return int(spec[6:]) if spec.startswith("worse@") else None
 
 
+def _channel_mean(images, seed: int, n: int = 2000) -> torch.Tensor:
+    """Each channel's mean intensity over (up to ``n`` of) the training images, (C,), drawn with
+    their own generator so the run's random stream is untouched; the same on every rank."""
+    ids = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    return images[ids.numpy()].mean((0, 2, 3))
+
+
 def _death_step(rank: int) -> int | None:
     """The step before which this rank kills itself ("die@<step>:rank<r>"), or None."""
     spec = os.environ.get(FAULT_ENV, "")
@@ -300,6 +307,8 @@ class TrainLoop:
             if rd.load_optimizer_state(run_dir, self.optimizer, self.device) != self.step:
                 self.optimizer = make_optimizer(self.model, tc.lr)  # stale optimiser file: restart its moments
         self.start_epoch = self.step // self.steps_per_epoch
+        if self.step == 0 and hasattr(self.model, "start_output_at"):
+            self.model.start_output_at(_channel_mean(x_train, tc.seed))
         # The best validation ELBO so far and its epoch, from the best snapshot on a resume.
         self.best_val: float | None = None
         self.best_epoch = 0
