@@ -53,7 +53,8 @@ def run_status_line(name: str) -> None:
     if status.active and status.total_steps:
         st.progress(status.progress)
     if (meta := rd.snapshot_meta(_ui.manager().path(name), _ui.shown_kind())) is not None:
-        st.caption(f"Pages show the {_ui.describe_snapshot(meta)}.")
+        val = f", validation ELBO {meta.validation_elbo:.2f}" if meta.validation_elbo is not None else ""
+        st.caption(f"Shown: the {meta.kind} snapshot, step {meta.step:,} (epoch {meta.epoch}){val}")
 
 
 with st.sidebar:

@@ -31,8 +31,8 @@ def state_label(page, state: str):
 
 
 def start_long_run(runs_dir) -> str:
-    """A small MNIST run that would train for many minutes: it is stopped by the test."""
-    res = RunManager(runs_dir).start(tiny_config("mnist", epochs=200))
+    """A small MNIST run that would train for many minutes (no early stopping): the test stops it."""
+    res = RunManager(runs_dir).start(tiny_config("mnist", epochs=200, patience=0))
     assert res.created, res.message
     return res.name
 
@@ -128,9 +128,15 @@ def test_two_sessions_control_the_same_run(browser, fresh_server):
 
 # --- 3. --------------------------------------------------------------------------------------------
 def test_a_restarted_server_reattaches_to_the_training_run(page, fresh_server, tmp_path):
-    # Started from the page, so the worker is the server's own child process.
+    # Started from the page's form, so the worker is the server's own child process; long enough
+    # (200 epochs, no early stopping) to outlive the restart on a busy machine.
     page.goto(fresh_server.url)
-    page.get_by_role("button", name=re.compile("^Train a default model")).click()
+    form = page.get_by_test_id("stForm")
+    form.get_by_label("Epochs").fill("200")
+    form.get_by_role("spinbutton", name="Early-stopping patience").fill("0")
+    start = form.get_by_role("button", name="Start training")
+    expect(start).to_be_enabled(timeout=30_000)
+    start.click()
     wait_running(page)
     page.wait_for_function(f"({CURVE_POINTS})() > 0", timeout=60_000)
     (name,) = run_dirs(fresh_server.runs_dir)
