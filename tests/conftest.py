@@ -51,10 +51,12 @@ def wait_for(pred, timeout=30.0, every=0.05):
 
 
 def tiny_config(dataset="digits", **train):
-    """A run config that trains in about a second on the CPU."""
+    """A run config that trains in about a second on the CPU. No early stopping unless asked for:
+    the tests that want a run to go on for minutes give it thousands of epochs."""
     from vae_core.runs.manager import new_run_config
 
-    t = {"epochs": 3, "batch_size": 64, "lr": 3e-3, "log_every_steps": 5, "snapshot_every_s": 0.5, "num_threads": 1}
+    t = {"epochs": 3, "batch_size": 64, "lr": 3e-3, "log_every_steps": 5, "snapshot_every_s": 0.5, "num_threads": 1,
+         "patience": 0}
     t.update(train)
     return new_run_config(dataset, model={"latent_dim": 2, "hidden": 64}, train=t)
 
@@ -117,7 +119,8 @@ def page_app(page: str, run: str | None = None, timeout: float = 30):
 
 
 # --- a real β sweep, trained once per session ------------------------------------------------
-SWEEP_FAST = {"batch_size": 64, "lr": 3e-3, "log_every_steps": 5, "snapshot_every_s": 0.5, "num_threads": 1}
+SWEEP_FAST = {"batch_size": 64, "lr": 3e-3, "log_every_steps": 5, "snapshot_every_s": 0.5, "num_threads": 1,
+              "patience": 0}
 
 
 def sweep_base_config(**train):

@@ -37,7 +37,7 @@ def test_a_reload_reattaches_to_a_training_run_and_stop_stops_it(page, fresh_ser
     # A run long enough that it cannot finish while the test waits: the default run above
     # lasts about a minute, and racing it made this step flaky on a fast CI machine.
     m = RunManager(fresh_server.runs_dir)
-    run = m.start(new_run_config("digits", train={"epochs": 5_000})).name
+    run = m.start(new_run_config("digits", train={"epochs": 5_000, "patience": 0})).name
     page.goto(f"{fresh_server.url}/?run={run}")
     stop = page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_visible(timeout=30_000)
