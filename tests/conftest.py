@@ -20,15 +20,19 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """Dataset caches and runs go to temporary folders (subprocesses inherit the variables)."""
+    """Dataset caches, runs and the import key go to temporary folders (subprocesses inherit the variables)."""
     cache = os.environ.get("LATENT_EXPLORER_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
-    old = os.environ.get("LATENT_EXPLORER_CACHE")
-    os.environ["LATENT_EXPLORER_CACHE"] = cache
+    # The key that signs imported models' factories: the tests' own, never the user's.
+    values = {"LATENT_EXPLORER_CACHE": cache,
+              "LATENT_EXPLORER_KEY_FILE": str(tmp_path_factory.mktemp("key") / "import.key")}
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     yield
-    if old is None:
-        os.environ.pop("LATENT_EXPLORER_CACHE", None)
-    else:
-        os.environ["LATENT_EXPLORER_CACHE"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture

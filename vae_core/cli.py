@@ -1,4 +1,4 @@
-"""Command line: ``python -m vae_core {train,eval,datasets,sweep}``.
+"""Command line: ``python -m vae_core {train,eval,datasets,sweep,import-model}``.
 
 ``train`` and ``sweep`` only parse flags and call ``trainer.train`` / ``sweeps.run``, the
 entry points the app's RunManager starts in a subprocess. Errors print one clear line and
@@ -317,6 +317,68 @@ def _k_or_auto(value: str) -> int | None:
     return k
 
 
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0,1 or -1,1, got {text!r}") from None
+    return lo, hi
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W like 1,28,28, got {text!r}") from None
+    return c, h, w
+
+
+def _sigma(text: str) -> float | None:
+    if text == "learned":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'learned', got {text!r}") from None
+
+
+def cmd_import_model(args) -> int:
+    from .engine.external import ExternalModelError
+    from .runs.importer import import_model
+    from .runs.manager import default_runs_dir
+
+    if args.likelihood == "gaussian" and args.sigma is _UNSET:
+        print("error: a Gaussian likelihood needs --sigma VALUE (fixed, in the model's value range) or "
+              "--sigma learned (log sigma read from the module's parameter --sigma-param)", file=sys.stderr)
+        return 2
+    sigma = None if args.sigma is _UNSET else args.sigma
+    name = args.name or args.factory.split(":")[0].rsplit(".", 1)[-1].replace("_", "-")
+    runs_root = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+    try:
+        with Progress(f"decoding {args.dataset}") as decoding:
+            result = import_model(
+                factory=args.factory, weights=Path(args.weights) if args.weights else None, dataset=args.dataset,
+                name=name, runs_root=runs_root, likelihood=args.likelihood, value_range=args.value_range,
+                input_shape=args.input_shape, sigma=sigma, sigma_param=args.sigma_param,
+                python_path=str(Path(args.path).resolve()), seed=args.seed,
+                say=lambda line: print(line, file=sys.stderr), progress=decoding)
+    except ExternalModelError as e:
+        print(f"error: the model does not fit Latent Explorer's protocol: {e}", file=sys.stderr)
+        return 2
+    cfg = result.config.model
+    print(f"imported {cfg.factory} as run {result.run_dir.name} ({result.run_dir})")
+    print(f"  {cfg.latent_dim} latent dims, input {','.join(map(str, cfg.input_shape))} in "
+          f"[{cfg.value_range[0]:g}, {cfg.value_range[1]:g}], {cfg.likelihood} likelihood"
+          + ("" if cfg.likelihood == "bernoulli" else f", sigma {'learned' if cfg.sigma is None else cfg.sigma}"))
+    print(f"  test ELBO {result.test_elbo:.3f} nats per image over {result.n_test:,} test images "
+          "(in the model's own value range)")
+    print("  explore it: streamlit run app.py, then pick the run in the sidebar")
+    return 0
+
+
+_UNSET = object()
+
+
 def cmd_datasets(args) -> int:
     from .data import list_datasets
 
@@ -352,13 +414,38 @@ def main(argv: list[str] | None = None) -> int:
                              "while the run has no best snapshot; latest: the newest weights")
     p_eval.add_argument("--json", action="store_true", help="print the result as JSON")
     sub.add_parser("datasets", help="list datasets and whether each is available here")
+    p_imp = sub.add_parser("import-model", help="make a run from a VAE trained elsewhere (your factory and weights)",
+                           description="Import a VAE trained elsewhere. The factory is called with no arguments and "
+                                       "must return a torch.nn.Module with encode(x) -> (mu, logvar) and decode(z); "
+                                       "the model is checked on a real batch of --dataset before the run is written.")
+    p_imp.add_argument("--factory", required=True, metavar="PKG.MODULE:FUNCTION",
+                       help="importable function returning your nn.Module, e.g. examples.own_vae.model:load")
+    p_imp.add_argument("--weights", metavar="FILE",
+                       help="weights: a .safetensors file (copied) or a state-dict .pt/.pth (read with "
+                            "torch.load(weights_only=True)); without it the module's own weights are kept")
+    p_imp.add_argument("--dataset", required=True, help="dataset spec whose test set the model is explored on")
+    p_imp.add_argument("--likelihood", required=True, choices=("bernoulli", "gaussian"),
+                       help="bernoulli: decode returns logits; gaussian: decode returns the mean")
+    p_imp.add_argument("--sigma", type=_sigma, default=_UNSET, metavar="VALUE|learned",
+                       help="the Gaussian decoder's sigma in the model's value range, or 'learned' to read "
+                            "log sigma from the module's parameter --sigma-param")
+    p_imp.add_argument("--sigma-param", default="log_sigma", help="the parameter holding log sigma (default log_sigma)")
+    p_imp.add_argument("--value-range", type=_pair, default=(0.0, 1.0), metavar="LO,HI",
+                       help="the range the model's inputs live in: 0,1 (default) or -1,1 (write --value-range=-1,1)")
+    p_imp.add_argument("--input-shape", type=_shape, default=None, metavar="C,H,W",
+                       help="the model's input shape (default: the dataset's image shape)")
+    p_imp.add_argument("--name", help="run name (default: the factory's module name)")
+    p_imp.add_argument("--path", default=".", help="folder the factory's package is imported from (default: here)")
+    p_imp.add_argument("--runs-dir", help="folder of runs (default $LATENT_EXPLORER_RUNS or ./runs)")
+    p_imp.add_argument("--seed", type=int, default=0, help="the dataset's train/test split seed, where it has none")
     p_sweep = sub.add_parser("sweep", help="train several prepared run directories one after another")
     p_sweep.add_argument("--run-dirs", nargs="+", required=True, help="run directories with a config.json each")
     args = parser.parse_args(argv)
     from .data import DatasetError
 
     try:
-        return {"train": cmd_train, "eval": cmd_eval, "datasets": cmd_datasets, "sweep": cmd_sweep}[args.cmd](args)
+        return {"train": cmd_train, "eval": cmd_eval, "datasets": cmd_datasets, "sweep": cmd_sweep,
+                "import-model": cmd_import_model}[args.cmd](args)
     except (ConfigError, DatasetError, rd.RunError, RuntimeError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,8 @@ from typing import Any, Literal, get_args
 # set without either, and resumes that way.
 FORMAT_VERSION = 3
 
-Family = Literal["image_vae"]
+Family = Literal["image_vae", "external"]
+ExternalLikelihood = Literal["bernoulli", "gaussian"]
 Body = Literal["mlp", "conv"]
 Likelihood = Literal["bernoulli", "gaussian_fixed", "gaussian_learned"]
 Objective = Literal["elbo", "iwae"]
@@ -125,6 +126,9 @@ class TrainConfig:
     validation_split_sha256: written by the trainer when the run starts: a digest of the
         validation indices, so a resume that would draw a different split (the dataset
         changed) is refused rather than leaking validation images into training.
+    tensorboard: also write TensorBoard event files under ``<run>/tensorboard/`` (scalars, and
+        the test set's posterior means for the Embedding Projector); needs the optional
+        ``tensorboard`` package (``pip install latent-explorer[tensorboard]``).
     nproc: training processes on this machine (DDP launched by torchrun, one per GPU on cuda,
         gloo processes on CPU); 1 trains in one process. ``batch_size`` and ``lr`` stay the
         global ones whatever the number of processes.
@@ -153,6 +157,7 @@ class TrainConfig:
     validation_fraction: float = 0.1
     patience: int = 5
     validation_split_sha256: str | None = None
+    tensorboard: bool = False
 
     def validate(self) -> "TrainConfig":
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -178,6 +183,8 @@ class TrainConfig:
         if self.validation_split_sha256 is not None and not (
                 isinstance(self.validation_split_sha256, str) and len(self.validation_split_sha256) <= 128):
             raise ConfigError("validation_split_sha256 must be a short hex string")
+        if not isinstance(self.tensorboard, bool):
+            raise ConfigError(f"tensorboard must be true or false, got {self.tensorboard!r}")
         if self.num_threads is not None:
             _check_range("num_threads", self.num_threads, 1, 1024, integer=True)
         if self.max_steps is not None:
@@ -189,8 +196,58 @@ class TrainConfig:
         return self
 
 
+@dataclass
+class ExternalModelConfig:
+    """What the user declared about a VAE trained elsewhere (``python -m vae_core import-model``).
+
+    The code that builds the model is named in the run's ``external.json``, which only the CLI
+    writes and signs; this config holds facts only, so reading it imports nothing.
+
+    input_shape: (C, H, W) of one image, as the model's ``encode`` takes it.
+    value_range: the interval the model's inputs live in: (0, 1) or (-1, 1). Dataset images in
+        [0, 1] are mapped onto it before ``encode``, and decoder means mapped back for display.
+    likelihood: "bernoulli" (``decode`` returns logits) or "gaussian" (``decode`` returns the mean).
+    sigma: the Gaussian decoder's fixed sigma, in the model's value range; None when it is learned
+        and read from the module's parameter ``sigma_param`` (holding log sigma).
+    latent_dim: D, measured from ``encode`` when the model is imported.
+    factory: the ``package.module:function`` it came from, for people to read.
+    """
+
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    value_range: tuple[float, float] = (0.0, 1.0)
+    likelihood: ExternalLikelihood = "bernoulli"
+    sigma: float | None = None
+    sigma_param: str = "log_sigma"
+    latent_dim: int = 2
+    factory: str = ""
+
+    def validate(self) -> "ExternalModelConfig":
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+        if len(self.input_shape) != 3:
+            raise ConfigError(f"input_shape must be (C, H, W), got {self.input_shape!r}")
+        c, h, w = self.input_shape
+        if c not in (1, 3):
+            raise ConfigError(f"images must have 1 or 3 channels, got {c}")
+        for name, s in (("height", h), ("width", w)):
+            _check_range(f"image {name}", s, 4, 256, integer=True)
+        self.value_range = tuple(float(v) for v in self.value_range)
+        if self.value_range not in ((0.0, 1.0), (-1.0, 1.0)):
+            raise ConfigError(f"value_range must be 0,1 or -1,1, got {self.value_range!r}")
+        _check_literal("likelihood", self.likelihood, ExternalLikelihood)
+        if self.likelihood == "bernoulli" and self.value_range != (0.0, 1.0):
+            raise ConfigError("a Bernoulli likelihood models values in [0, 1]: declare --value-range 0,1")
+        if self.sigma is not None:
+            _check_range("sigma", self.sigma, 1e-6, 1e3)
+        if not (isinstance(self.sigma_param, str) and self.sigma_param.isidentifier()):
+            raise ConfigError(f"sigma_param must be a parameter name, got {self.sigma_param!r}")
+        _check_range("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM, integer=True)
+        if not isinstance(self.factory, str) or len(self.factory) > 300:
+            raise ConfigError("factory must be a short 'package.module:function' text")
+        return self
+
+
 # Each family's model config class, by the name ``config.json`` gives it.
-MODEL_CONFIGS: dict[str, type] = {"image_vae": ModelConfig}
+MODEL_CONFIGS: dict[str, type] = {"image_vae": ModelConfig, "external": ExternalModelConfig}
 
 
 @dataclass
@@ -216,6 +273,8 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["model"]["input_shape"] = list(self.model.input_shape)
+        if "value_range" in d["model"]:
+            d["model"]["value_range"] = list(self.model.value_range)
         return d
 
     def to_json(self) -> str:

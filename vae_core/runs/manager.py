@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 from ..engine.config import ModelConfig, RunConfig, TrainConfig
 from ..engine.recipe import apply_recipe
 from . import rundir as rd
+from .external_source import EXTERNAL
 from .trainer import SHARE_CPU_ENV
 
 DEFAULT_RUNS_DIR = "runs"
@@ -181,6 +182,8 @@ class RunManager:
         """Create a run and spawn its worker. With ``exclusive`` (the app's default), if a run is
         already active the caller is attached to it instead: the machine trains one at a time."""
         config.validate()
+        if config.family == "external":
+            raise rd.RunError(IMPORTED_NOT_TRAINED)
         with self.locked():
             if exclusive:
                 active = self.active_run()
@@ -200,6 +203,8 @@ class RunManager:
             return StartResult(name, True, f"Started {name}.")
 
     def resume(self, name: str) -> StartResult:
+        if rd.read_json(self.path(name) / rd.CONFIG) and (self.path(name) / EXTERNAL).exists():
+            raise rd.RunError(IMPORTED_NOT_TRAINED)
         with self.locked():
             st = self.status(name)
             if st.active:
@@ -303,6 +308,8 @@ class RunManager:
             raise rd.RunError("config.json is not text.") from None
         except Exception as e:  # hostile values can trip more than ConfigError on their way in
             raise rd.RunError(f"config.json is not a valid run config: {e}") from None
+        if config.family == "external":
+            raise rd.RunError(UPLOADED_FACTORY_REFUSED)
         with self.locked():
             name = self.unique_name(default_name) if name is None else name
             final = self.path(name)
@@ -375,6 +382,17 @@ def _mtime(p: Path) -> float:
         return 0.0
 
 
+IMPORTED_NOT_TRAINED = ("This model was trained elsewhere and imported, so Latent Explorer explores it but does "
+                        "not train it: train it with its own code and import the new weights.")
+
+# An upload never names code to run: an imported model's factory is trusted only from the CLI.
+UPLOADED_FACTORY_REFUSED = (
+    "This run is a model imported from outside Latent Explorer: it names a model factory, which is code. "
+    "Uploads never import or run code, so it is refused. On a machine that has the model's code, import it "
+    "with: python -m vae_core import-model --factory package.module:function --weights … "
+    "(README, 'Explore your own VAE').")
+
+
 def read_run_zip(data: bytes) -> tuple[str | None, dict[str, bytes]]:
     """The files of a run's zip, read in memory: (the folder they sit in, or None; {file name: bytes}).
 
@@ -410,6 +428,8 @@ def _check_members(infos: list[zipfile.ZipInfo]) -> str | None:
                 raise rd.RunError(f"The zip contains the folder {name!r}; a run's files sit in one folder.")
             folders.add(parts[0])
             continue
+        if parts[-1] == EXTERNAL:
+            raise rd.RunError(UPLOADED_FACTORY_REFUSED)
         if len(parts) > 2 or parts[-1] not in ARCHIVE_FILES:
             raise rd.RunError(f"The zip contains {name!r}, which is not part of a run; "
                               f"a run's zip holds only {expected}.")

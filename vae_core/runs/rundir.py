@@ -31,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..engine.config import ConfigError, RunConfig
+from ..engine.external import ExternalModelError
 from ..engine.families import build_model
 from ..engine.protocol import LatentModel
 
@@ -337,11 +338,21 @@ def load_snapshot(run_dir: Path, device: str = "cpu", which: SnapshotKind = "lat
     path = snapshot_path(run_dir, which)
     if not path.exists():
         raise RunError(f"{run_dir.name} has no weight snapshot yet")
-    return load_weights_file(path, config, device=device)
+    external = None
+    if config.family == "external":  # a user's own code: only from a run this machine's CLI signed
+        from .external_source import trusted_source
+
+        external = trusted_source(run_dir)
+    return load_weights_file(path, config, device=device, external=external)
 
 
-def load_weights_file(path: Path, config: RunConfig, device: str = "cpu") -> Snapshot:
-    model = build_model(config)
+def load_weights_file(path: Path, config: RunConfig, device: str = "cpu", external=None) -> Snapshot:
+    """The model of ``config`` with the weights in ``path``; ``external``: an external model's
+    ``families.ExternalSource`` (see ``load_snapshot``)."""
+    try:
+        model = build_model(config, external)
+    except ExternalModelError as e:
+        raise RunError(f"The imported model cannot be built: {e}") from None
     try:
         from safetensors import safe_open
 
