@@ -113,7 +113,7 @@ st.divider()
 st.subheader("Runs")
 if runs := m.list_runs():
     st.dataframe([{"run": r.name, "state": r.status.label, "dataset": r.config.train.dataset if r.config else "?",
-                   "model": f"{r.config.model.body} z={r.config.model.latent_dim}" if r.config else "?",
+                   "model": r.config.model.label() if r.config else "?",
                    "step": r.status.step, "epoch": r.status.epoch,
                    "test ELBO": round(ep, 2) if isinstance(ep := r.status.extra.get("test_elbo"), (int, float)) else None}
                   for r in runs], hide_index=True, width="stretch")

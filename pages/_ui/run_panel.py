@@ -21,11 +21,12 @@ def live_panel(run: str) -> None:
     status = m.status(run)
     rerun_when_run_ends(run, status.active)
     cfg = _config_or_none(run)
+    imported = cfg is not None and cfg.family == "external"
     head, buttons = st.columns([3, 2], vertical_alignment="center")
     desc = ""
     if cfg:
         objective = f"IWAE k={cfg.train.samples}" if cfg.train.objective == "iwae" else f"β={cfg.train.beta:g}"
-        desc = f"{cfg.train.dataset} · {cfg.model.body} · z={cfg.model.latent_dim} · {cfg.model.likelihood} · {objective} · "
+        desc = f"{cfg.train.dataset} · {cfg.model.label()} · " + ("" if imported else f"{objective} · ")
     head.subheader(run)
     head.caption(f"{desc}**{status.label}**" + (f" on {status.device}" if status.device else "")
                  + (f" · {status.message}" if status.message else ""))
@@ -36,6 +37,10 @@ def live_panel(run: str) -> None:
         c1.button("Resume", key="resume", on_click=lambda: flash(m.resume(run).message), width="stretch", type="primary")
     if status.active:
         c2.button("Stop", key="stop", on_click=m.stop, args=(run,), width="stretch")
+    if imported:
+        st.info(f"Trained elsewhere and imported from `{cfg.model.factory}`: Latent Explorer explores this model "
+                "but does not train it, so it has no training controls or curves. To go on training it, train it with "
+                "its own code and import the new weights (README, 'Explore your own VAE').")
     if status.error:
         st.error(f"The run failed: {status.error}")
     if status.extra.get("snapshot_error"):

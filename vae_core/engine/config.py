@@ -89,6 +89,10 @@ class ModelConfig:
         _check_range("decoder_sigma", self.decoder_sigma, 1e-3, 10.0)
         return self
 
+    def label(self) -> str:
+        """The model in a few words, for lists and captions."""
+        return f"{self.body} · z={self.latent_dim} · {self.likelihood}"
+
 
 @dataclass
 class TrainConfig:
@@ -244,6 +248,11 @@ class ExternalModelConfig:
         if not isinstance(self.factory, str) or len(self.factory) > 300:
             raise ConfigError("factory must be a short 'package.module:function' text")
         return self
+
+    def label(self) -> str:
+        """The model in a few words, for lists and captions."""
+        lo, hi = self.value_range
+        return f"imported {self.factory} · z={self.latent_dim} · {self.likelihood} in [{lo:g}, {hi:g}]"
 
 
 # Each family's model config class, by the name ``config.json`` gives it.
