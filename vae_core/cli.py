@@ -421,8 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     p_imp.add_argument("--factory", required=True, metavar="PKG.MODULE:FUNCTION",
                        help="importable function returning your nn.Module, e.g. examples.own_vae.model:load")
     p_imp.add_argument("--weights", metavar="FILE",
-                       help="weights: a .safetensors file (copied) or a state-dict .pt/.pth (read with "
-                            "torch.load(weights_only=True)); without it the module's own weights are kept")
+                       help="weights: a .safetensors file (copied) or a state-dict .pt/.pth (read by torch's "
+                            "weights-only loader, never unpickled); without it the module's own weights are kept")
     p_imp.add_argument("--dataset", required=True, help="dataset spec whose test set the model is explored on")
     p_imp.add_argument("--likelihood", required=True, choices=("bernoulli", "gaussian"),
                        help="bernoulli: decode returns logits; gaussian: decode returns the mean")

@@ -43,7 +43,7 @@ def test_config_names_its_family_and_round_trips():
     assert d["family"] == "image_vae" and d["format_version"] == FORMAT_VERSION
     back = RunConfig.from_json(cfg.to_json())
     assert back.family == "image_vae" and back.model == cfg.model
-    assert set(FAMILIES) == {"image_vae"}
+    assert set(FAMILIES) == {"image_vae", "external"}
 
 
 def test_unknown_family_or_format_is_refused_with_a_sentence():

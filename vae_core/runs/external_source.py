@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ..engine.families import ExternalSource
-from . import rundir as rd
+from .files import RunError, atomic_write_json, read_json
 
 EXTERNAL = "external.json"
 KEY_ENV = "LATENT_EXPLORER_KEY_FILE"
@@ -61,23 +61,23 @@ def write_external(run_dir: Path, source: ExternalSource, weights_sha256: str) -
     record = {"factory": source.factory, "python_path": source.python_path, "weights_sha256": weights_sha256,
               "imported_at": time.time()}
     record["signature"] = _signature(_key(create=True), record)
-    rd.atomic_write_json(Path(run_dir) / EXTERNAL, record)
+    atomic_write_json(Path(run_dir) / EXTERNAL, record)
 
 
 def trusted_source(run_dir: Path) -> ExternalSource:
     """The factory of an imported run, if this machine's CLI signed it; otherwise a ``RunError``."""
     run_dir = Path(run_dir)
-    record = rd.read_json(run_dir / EXTERNAL)
+    record = read_json(run_dir / EXTERNAL)
     again = ("Import it again on this machine: python -m vae_core import-model --factory … "
              "(see README, 'Explore your own VAE')")
     if not isinstance(record, dict) or not isinstance(record.get("signature"), str):
-        raise rd.RunError(f"{run_dir.name} is an imported model without a valid {EXTERNAL}, so its code is not "
+        raise RunError(f"{run_dir.name} is an imported model without a valid {EXTERNAL}, so its code is not "
                           f"loaded. {again}")
     key = _key(create=False)
     if key is None or not hmac.compare_digest(record["signature"], _signature(key, record)):
-        raise rd.RunError(f"{run_dir.name} names a model factory that was not imported by this machine's "
+        raise RunError(f"{run_dir.name} names a model factory that was not imported by this machine's "
                           f"Latent Explorer, so its code is not loaded. {again}")
     factory, path = record.get("factory"), record.get("python_path")
     if not isinstance(factory, str) or not (path is None or isinstance(path, str)):
-        raise rd.RunError(f"{run_dir.name}: {EXTERNAL} is malformed. {again}")
+        raise RunError(f"{run_dir.name}: {EXTERNAL} is malformed. {again}")
     return ExternalSource(factory, path)

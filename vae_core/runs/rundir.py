@@ -34,6 +34,8 @@ from ..engine.config import ConfigError, RunConfig
 from ..engine.external import ExternalModelError
 from ..engine.families import build_model
 from ..engine.protocol import LatentModel
+from .external_source import trusted_source
+from .files import RunError, atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (re-exported)
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
@@ -53,10 +55,6 @@ STALE_AFTER_S = 20.0
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class RunError(Exception):
-    """A run directory is missing, malformed or refused; the message is for the user."""
-
-
 def validate_run_name(name: str) -> str:
     """Run names are single safe path components, so no name can escape the runs folder."""
     if not isinstance(name, str) or not _NAME_RE.match(name) or name.endswith(".") or ".." in name:
@@ -65,32 +63,6 @@ def validate_run_name(name: str) -> str:
             "starting with a letter or digit."
         )
     return name
-
-
-# --- atomic file writes ------------------------------------------------------------------
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
-
-
-def read_json(path: Path) -> Any | None:
-    """The parsed file, or None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 # --- config -----------------------------------------------------------------------------
@@ -338,11 +310,8 @@ def load_snapshot(run_dir: Path, device: str = "cpu", which: SnapshotKind = "lat
     path = snapshot_path(run_dir, which)
     if not path.exists():
         raise RunError(f"{run_dir.name} has no weight snapshot yet")
-    external = None
-    if config.family == "external":  # a user's own code: only from a run this machine's CLI signed
-        from .external_source import trusted_source
-
-        external = trusted_source(run_dir)
+    # A user's own code is built only from a run this machine's CLI signed.
+    external = trusted_source(run_dir) if config.family == "external" else None
     return load_weights_file(path, config, device=device, external=external)
 
 
