@@ -12,8 +12,8 @@ PKG = ROOT / "vae_core"
 
 
 # A package may import packages of a lower rank and its own; never a higher one.
-RANK = {"progress": 0, "data": 0, "engine": 1, "runs": 2, "explore": 3, "labs": 4, "api": 5, "cli": 5, "launch": 5,
-        "__main__": 6, "__init__": 6}
+RANK = {"progress": 0, "data": 0, "engine": 1, "runs": 2, "explore": 3, "labs": 4, "notebook": 4, "api": 5, "cli": 5,
+        "launch": 5, "__main__": 6, "__init__": 6}
 
 
 def module_name(path: Path) -> str:
