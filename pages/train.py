@@ -1,4 +1,5 @@
 """Train: choose data and model, start/pause/resume/stop, watch live curves; manage runs."""
+import importlib.util
 from typing import get_args
 
 import streamlit as st
@@ -11,6 +12,7 @@ from vae_core.engine.config import LRSchedule, TrainConfig
 from vae_core.engine.recipe import auto_summary
 
 OWN_FILES = "Your own files…"
+TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 m = _ui.manager()
 name = _ui.selected_run()
 
@@ -83,7 +85,7 @@ with st.form("new-run"):
     devices = run_panel.device_choices(torch.cuda.device_count())
     device = c6.selectbox("Device", list(devices), help="auto: CUDA, then MPS, then CPU. All N GPUs: one training "
                           "process per GPU (data-parallel), on this machine.")
-    c1, c2, c3 = st.columns([1, 1, 4])
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 3])
     patience = c1.number_input("Early-stopping patience", min_value=0, max_value=100000, value=defaults.patience,
                                help="After this many epochs in a row without a better validation ELBO, the "
                                "learning rate is annealed to 0 over twice as many epochs and the run stops; "
@@ -92,7 +94,12 @@ with st.form("new-run"):
                                  step=0.05, format="%.2f", help="Share of the training set held out: its ELBO picks "
                                  "the best snapshot and drives early stopping (0 to 0.5; 0 trains on all of it, "
                                  "without either).")
-    run_name = c3.text_input("Run name (optional)", max_chars=64, placeholder="letters, digits, '.', '_' or '-'")
+    tensorboard = c3.checkbox("TensorBoard logs", value=False, disabled=not TENSORBOARD,
+                              help="Also write TensorBoard event files into the run folder: the loss terms, test ELBO "
+                              "and learning rate as scalars, and each epoch's test-set codes for the Embedding "
+                              "Projector; then run `tensorboard --logdir runs`." if TENSORBOARD else
+                              "Needs the optional tensorboard package: pip install latent-explorer[tensorboard].")
+    run_name = c4.text_input("Run name (optional)", max_chars=64, placeholder="letters, digits, '.', '_' or '-'")
     submitted = st.form_submit_button("Start training", type="primary", disabled=not spec)
 
 if submitted:
@@ -102,7 +109,7 @@ if submitted:
             model={"body": body, "latent_dim": int(latent), "likelihood": likelihood, "decoder_sigma": float(sigma)},
             train={"beta": float(beta), **({"lr": float(lr)} if lr is not None else {}), "lr_schedule": schedule,
                    "batch_size": int(batch), "epochs": int(epochs), "patience": int(patience),
-                   "validation_fraction": float(validation), **devices[device]}), name=run_name.strip() or None)
+                   "validation_fraction": float(validation), "tensorboard": bool(tensorboard), **devices[device]}), name=run_name.strip() or None)
         _ui.select_run(res.name)
         _ui.flash(res.message)
         st.rerun()

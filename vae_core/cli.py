@@ -52,6 +52,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int,
                    help="after this many epochs without a better validation ELBO, anneal the learning rate to 0 "
                         "over twice as many epochs and stop (default 5; 0: train every planned epoch)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard event files under <run-dir>/tensorboard (scalars and the test set's "
+                        "codes for the Embedding Projector); needs pip install latent-explorer[tensorboard]")
     p.add_argument("--data-placement", choices=("auto", "device", "stream"),
                    help="auto (default): the training images stay on the training device when they fit, else "
                         "batches stream from the dataset cache; device or stream forces one")
@@ -65,7 +68,7 @@ _MODEL_FLAGS = {"body": "body", "latent_dim": "latent_dim", "hidden": "hidden", 
                 "decoder_sigma": "decoder_sigma"}
 _TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch_size", "lr", "lr_schedule",
                 "warmup_steps", "seed", "device",
-                "num_threads", "max_steps", "data_placement", "nproc", "validation_fraction", "patience")
+                "num_threads", "max_steps", "data_placement", "nproc", "validation_fraction", "patience", "tensorboard")
 
 
 # The dataset-decode progress (a bar on a terminal, otherwise a line every few seconds with the time left).

@@ -58,6 +58,19 @@ def test_the_learning_rate_is_auto_unless_typed(empty_runs, no_worker):
     _start(at, Model="mlp", **{"Learning rate": 2e-3, "Early-stopping patience": 0})
     cfg = _config(empty_runs, at.session_state["run"])
     assert cfg.model.body == "mlp" and cfg.train.lr == pytest.approx(2e-3) and cfg.train.patience == 0
+    assert cfg.train.tensorboard is False  # off unless asked for
+
+
+def test_the_tensorboard_box_reaches_the_config(empty_runs, no_worker):
+    pytest.importorskip("tensorboard")  # the box is disabled, saying how to install it, without the extra
+    at = page_app("pages/train.py").run()
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("digits").run()
+    box = next(c for c in at.checkbox if c.label == "TensorBoard logs")
+    assert not box.disabled and "tensorboard --logdir runs" in box.help
+    box.check()
+    next(b for b in at.button if "Start training" in b.label).click().run()
+    assert not at.exception and not at.error
+    assert _config(empty_runs, at.session_state["run"]).train.tensorboard is True
 
 
 def test_a_collapsed_run_gets_a_warning_with_what_to_try(app_runs, tmp_path, monkeypatch):
