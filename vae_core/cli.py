@@ -221,6 +221,15 @@ def cmd_eval(args) -> int:
     run_dir = _resolve_run(args.run)
     device = pick_device(args.device)
     snap = rd.load_snapshot(run_dir, device=str(device), which=args.snapshot)
+    if args.exact:
+        from .labs.exact import NeedsLowDimension, check_dim
+
+        try:
+            check_dim(snap.model)
+        except NeedsLowDimension as e:
+            print(f"error: --exact on {run_dir.name}: {e}", file=sys.stderr)
+            return 2
+        args.k = 0 if args.k is None else args.k  # the exact value stands in for the IWAE bound unless --k asks
     tc = snap.config.train
     with Progress(f"decoding {tc.dataset}") as decoding:
         data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed,
@@ -235,6 +244,8 @@ def cmd_eval(args) -> int:
         stats = posterior_stats(snap.model, x)
         result["active_units"] = int(stats["active"].sum())
         result["latent_dim"] = int(stats["active"].numel())
+        if args.exact:
+            _eval_exact(snap.model, x, result)
         iwae = _eval_iwae(snap.model, x, args, result)
     if args.json:
         print(json.dumps(result, indent=1))
@@ -243,6 +254,11 @@ def cmd_eval(args) -> int:
                  else "latest snapshot")
         print(f"run {run_dir.name}, {which} at step {snap.step} (epoch {snap.epoch}), {len(x)} test images, {device}")
         print(f"  test ELBO            {result['test_elbo']:10.3f} nats  (log-likelihood {result['test_log_likelihood']:.3f}, KL {result['test_kl']:.3f})")
+        if args.exact:
+            print(f"  test log p(x) exact  {result['test_log_px_exact']:10.3f} nats  (quadrature, "
+                  f"{result['exact_grid']} points per axis; ELBO by quadrature {result['test_elbo_quadrature']:.3f}, "
+                  f"mean KL(q || p(z|x)) {result['test_kl_q_posterior']:.3f})"
+                  + ("" if result["exact_converged"] else "  NOT CONVERGED to 0.01 nats"))
         if iwae is not None and iwae.bound is not None:
             print(f"  test IWAE bound k={iwae.k:<5} {iwae.bound:10.3f} nats  (NLL {-iwae.bound:.3f})"
                   + (f"  PARTIAL: {_iwae_partial_note(iwae)}" if iwae.partial else ""))
@@ -250,6 +266,18 @@ def cmd_eval(args) -> int:
             print(f"  test IWAE bound k={iwae.k:<5} none: {_iwae_partial_note(iwae)}")
         print(f"  active units         {result['active_units']} of {result['latent_dim']}")
     return 130 if iwae is not None and iwae.stopped == "interrupted" else 0
+
+
+def _eval_exact(model, x, result: dict) -> None:
+    """The --exact stage of ``eval``: quadrature log p(x) per test image, with progress on stderr."""
+    from .labs.exact import exact_test_set
+
+    with Progress("exact log p(x)", unit="test images") as progress:
+        progress.start(len(x))
+        ex = exact_test_set(model, x, progress=progress)
+    result.update(test_log_px_exact=float(ex.log_px.mean()), exact_grid=ex.points_per_axis,
+                  test_elbo_quadrature=float(ex.elbo.mean()), test_kl_q_posterior=float(ex.kl_q_posterior.mean()),
+                  exact_converged=bool(ex.converged), exact_seconds=round(ex.seconds, 2))
 
 
 def _iwae_partial_note(iwae) -> str:
@@ -415,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument("--snapshot", choices=("best", "latest"), default="best",
                         help="best (default): the weights with the best validation ELBO, or the latest weights "
                              "while the run has no best snapshot; latest: the newest weights")
+    p_eval.add_argument("--exact", action="store_true",
+                        help="for a run with a 1-D or 2-D latent space: log p(x) of each test image by quadrature "
+                             "on an adaptive grid (to 0.01 nats), beside the ELBO; the IWAE bound then runs only "
+                             "when --k is given")
     p_eval.add_argument("--json", action="store_true", help="print the result as JSON")
     sub.add_parser("datasets", help="list datasets and whether each is available here")
     p_imp = sub.add_parser("import-model", help="make a run from a VAE trained elsewhere (your factory and weights)",

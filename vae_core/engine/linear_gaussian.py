@@ -36,6 +36,10 @@ class LinearGaussian(nn.Module):
     def sigma(self) -> torch.Tensor:
         return self.log_sigma.exp()
 
+    @property
+    def latent_dim(self) -> int:
+        return self.W.shape[1]
+
     # --- interface shared with VAE ---
     def encode(self, x: torch.Tensor) -> Posterior:
         mu = (x - self.b) @ self.A.T + self.c

@@ -179,8 +179,8 @@ def elbo_terms(
 
 
 # --- Importance sampling ------------------------------------------------------------------
-def log_importance_weights(model, x: torch.Tensor, z: torch.Tensor, post: Posterior) -> torch.Tensor:
-    """log w = log p(x|z) + log p(z) - log q(z|x) for z of shape (S, B, D): (S, B).
+def log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x, z) = log p(x|z) + log p(z) for z of shape (S, B, D): (S, B).
 
     Without autograd, a model's own shortcut ``log_likelihood_at(x, z)`` is used where it has one.
     """
@@ -188,7 +188,12 @@ def log_importance_weights(model, x: torch.Tensor, z: torch.Tensor, post: Poster
     log_px_z = shortcut(x, z) if shortcut is not None and not torch.is_grad_enabled() else None
     if log_px_z is None:
         log_px_z = model.log_likelihood(x, model.decode(z))
-    return log_px_z + log_standard_normal(z) - log_normal_diag(z, post.mu, post.logvar)
+    return log_px_z + log_standard_normal(z)
+
+
+def log_importance_weights(model, x: torch.Tensor, z: torch.Tensor, post: Posterior) -> torch.Tensor:
+    """log w = log p(x|z) + log p(z) - log q(z|x) for z of shape (S, B, D): (S, B)."""
+    return log_joint(model, x, z) - log_normal_diag(z, post.mu, post.logvar)
 
 
 def iwae_bound(

@@ -90,7 +90,8 @@ class MarginalStudy:
     at K_max, i.e. the importance-weighted bound L_{K_max}.
     top_weight[p]: the largest normalised weight w_k / sum w at K_max, mean over repeats.
     log_w_sample[p]: the log weights of the first repeat (for a histogram).
-    exact: log p(x) when the model knows it in closed form (the linear-Gaussian model), else None.
+    exact: log p(x) when it can be had exactly: in closed form (the linear-Gaussian model) or by
+        quadrature for a 1-D or 2-D latent space; else None.
     """
 
     ks: list[int]
@@ -149,10 +150,22 @@ def marginal_study(model, x: torch.Tensor, k_max: int = 5000, repeats: int = 10,
         sample[which] = logw[:, 0].double().numpy()
     say(len(PROPOSALS) / (len(PROPOSALS) + 0.1), "ELBO")
     elbo = elbo_terms(model, x1, samples=elbo_samples, kl_estimator="analytic", generator=g).elbo.item()
-    exact = model.exact_log_px(x1).item() if hasattr(model, "exact_log_px") else None
+    exact = exact_log_px(model, x1)
     say(1.0, "done")
     return MarginalStudy(ks, repeats, estimates, ess, elbo, float(estimates["posterior"][-1].mean()), top,
                          sample, exact, time.perf_counter() - t0)
+
+
+def exact_log_px(model, x1: torch.Tensor) -> float | None:
+    """log p(x) of one image when it can be had exactly: in closed form (the linear-Gaussian
+    model), or by quadrature for a 1-D or 2-D latent space (``labs.exact``); else None."""
+    if hasattr(model, "exact_log_px"):
+        return model.exact_log_px(x1).item()
+    from .exact import MAX_DIM, quadrature
+
+    if 1 <= getattr(model, "latent_dim", 0) <= MAX_DIM:
+        return float(quadrature(model, x1).log_px[0])
+    return None
 
 
 # --- the test set ----------------------------------------------------------------------------
