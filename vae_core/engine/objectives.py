@@ -179,16 +179,19 @@ def elbo_terms(
 
 
 # --- Importance sampling ------------------------------------------------------------------
-def log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log p(x, z) = log p(x|z) + log p(z) for z of shape (S, B, D): (S, B).
+def log_px_given_z(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) for z of shape (S, B, D): (S, B).
 
     Without autograd, a model's own shortcut ``log_likelihood_at(x, z)`` is used where it has one.
     """
     shortcut = getattr(model, "log_likelihood_at", None)
-    log_px_z = shortcut(x, z) if shortcut is not None and not torch.is_grad_enabled() else None
-    if log_px_z is None:
-        log_px_z = model.log_likelihood(x, model.decode(z))
-    return log_px_z + log_standard_normal(z)
+    out = shortcut(x, z) if shortcut is not None and not torch.is_grad_enabled() else None
+    return model.log_likelihood(x, model.decode(z)) if out is None else out
+
+
+def log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x, z) = log p(x|z) + log p(z) for z of shape (S, B, D): (S, B)."""
+    return log_px_given_z(model, x, z) + log_standard_normal(z)
 
 
 def log_importance_weights(model, x: torch.Tensor, z: torch.Tensor, post: Posterior) -> torch.Tensor:

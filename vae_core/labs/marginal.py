@@ -164,7 +164,7 @@ def exact_log_px(model, x1: torch.Tensor) -> float | None:
     from .exact import MAX_DIM, quadrature
 
     if 1 <= getattr(model, "latent_dim", 0) <= MAX_DIM:
-        return float(quadrature(model, x1).log_px[0])
+        return quadrature(model, x1)[0].log_px
     return None
 
 
