@@ -3,7 +3,8 @@
 It runs in its own process (``python -m vae_core train --run-dir runs/<name>``, started by
 ``RunManager``), so a crash, NaN or out-of-memory here cannot take the web app down. It
 never draws and never imports streamlit; everything it has to say goes into the run
-directory (see ``rundir``), which the UI reads.
+directory (see ``rundir``), which the UI reads, and, when the config asks, into TensorBoard's
+event files there too (``tensorboard_log``).
 
 ``train`` owns the process-level concerns (the run lock, signals, the final status);
 ``TrainLoop`` is one run, step by step: draw a batch, take an optimiser step, log a window,
@@ -45,6 +46,7 @@ from ..engine.optim import cooldown_rate, learning_rate, make_optimizer
 from . import distributed as dd
 from . import rundir as rd
 from .summary import SnapshotSummary, summarise, summary_of_codes, write_summary
+from .tensorboard_log import TensorBoardLog, TensorBoardMissing, label_names, scalars_of
 
 HEARTBEAT_EVERY_S = 1.0
 CONTROL_POLL_S = 0.1
@@ -173,7 +175,7 @@ def train(
         outcome = loop.run()
         status.update(state=outcome, eta_s=0.0 if outcome == "finished" else None)
         (run_dir / rd.CONTROL).unlink(missing_ok=True)
-    except Diverged as e:
+    except (Diverged, TensorBoardMissing) as e:  # said in one sentence: no traceback helps here
         status.update(state="failed", error=str(e))
     except Exception as e:  # any failure is recorded, never lost
         error = f"{type(e).__name__}: {e}"
@@ -182,6 +184,8 @@ def train(
                      f"{dd.timeout_s():.0f} s); the last snapshot is kept and the run can be resumed. {error}")
         status.update(state="failed", error=error, traceback=traceback.format_exc(limit=8))
     finally:
+        if loop is not None:
+            loop.close()
         lock.close()
         if ctx is not None:
             dd.shutdown()
@@ -263,6 +267,7 @@ class TrainLoop:
         self.dist = dist
         self.main = dist is None or dist.is_main
         self.world = dist.world_size if dist else 1
+        self.tb: TensorBoardLog | None = None  # made last (below): emit may run before then, on a resume
         tc = self.tc
         torch.set_num_threads(worker_threads(tc, dist.local_world_size if dist else 1))
         self.device = pick_device(tc.device)
@@ -349,6 +354,9 @@ class TrainLoop:
         self.t_last_snapshot = self.t_last_poll = self.t_last_heartbeat = time.monotonic()
         if not self.main:
             return
+        if tc.tensorboard:  # fails here, before the first step, when the package is missing
+            self.tb = TensorBoardLog(run_dir, first_step=self.step)
+            self.test_labels = label_names(data.y_test, data.class_names)
         status.update(state="running", device=str(self.device), threads=torch.get_num_threads(),
                       world_size=self.world, backend=self.backend, global_batch=self.batch,
                       total_steps=self.total_steps, step=self.step, epoch=self.start_epoch,
@@ -547,6 +555,8 @@ class TrainLoop:
         if not self.main:
             return
         rd.append_metrics(self.run_dir, record)
+        if self.tb is not None:
+            self.tb.scalars(record["step"], scalars_of(record))
         if self.on_log:
             self.on_log(record)
 
@@ -596,6 +606,8 @@ class TrainLoop:
             if isinstance(summary, SnapshotSummary):
                 write_summary(self.run_dir, summary)
                 self.summary_step = summary.step
+                if self.tb is not None:
+                    self.tb.embedding(summary.step, summary.mu, self.test_labels, self.x_test)
             self.status.pop("snapshot_error", None)
         except OSError as e:  # disk full or unwritable: keep training, keep the old snapshot, say so
             self.status["snapshot_error"] = f"could not save a snapshot: {e}"
@@ -705,6 +717,11 @@ class TrainLoop:
             self.write_heartbeat()
         self.window.t0 = time.monotonic()  # don't count the pause in samples/s
         return False
+
+    def close(self) -> None:
+        """Flush what is still buffered outside the run directory's own files (TensorBoard's events)."""
+        if self.tb is not None:
+            self.tb.close()
 
     def write_heartbeat(self) -> None:
         self.status["heartbeat"] = time.time()
