@@ -10,6 +10,7 @@ import streamlit as st
 from pages import _ui
 from pages._ui import warmup
 from vae_core.runs import rundir as rd
+from vae_core.runs.external_source import EXTERNAL
 
 st.set_page_config(page_title="Latent Explorer", page_icon=":material/explore:", layout="wide")
 warmup.start(str(_ui.manager().root))
@@ -52,9 +53,10 @@ def run_status_line(name: str) -> None:
     st.caption(text)
     if status.active and status.total_steps:
         st.progress(status.progress)
-    if (meta := rd.snapshot_meta(_ui.manager().path(name), _ui.shown_kind())) is not None:
-        val = f", validation ELBO {meta.validation_elbo:.2f}" if meta.validation_elbo is not None else ""
-        st.caption(f"Shown: the {meta.kind} snapshot, step {meta.step:,} (epoch {meta.epoch}){val}")
+    path = _ui.manager().path(name)
+    if (meta := rd.snapshot_meta(path, _ui.shown_kind())) is not None:
+        imported = (path / EXTERNAL).exists()
+        st.caption(f"Shown: {_ui.describe_snapshot(meta, imported)}")
 
 
 with st.sidebar:

@@ -235,9 +235,15 @@ def _wait_for_snapshot(name: str) -> None:
         st.rerun()
 
 
-def describe_snapshot(snap: rd.Snapshot | rd.SnapshotMeta) -> str:
+def describe_snapshot(snap: rd.Snapshot | rd.SnapshotMeta, imported: bool | None = None) -> str:
     """Which snapshot this is, in words: "snapshot at step 1,200 (epoch 12) · the best by
-    validation ELBO (−98.30)", or "… · the latest"."""
+    validation ELBO (−98.30)", "… · the latest", or for a model trained elsewhere "the imported
+    weights (trained elsewhere)". ``imported``: whether the run is an imported model (read from
+    a Snapshot's config when not given)."""
+    if imported is None:
+        imported = isinstance(snap, rd.Snapshot) and snap.config.family == "external"
+    if imported:
+        return "the imported weights (trained elsewhere)"
     head = f"snapshot at step {snap.step:,} (epoch {snap.epoch})"
     if snap.kind == "best":
         val = f" ({snap.validation_elbo:.2f})" if snap.validation_elbo is not None else ""

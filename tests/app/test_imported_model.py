@@ -54,6 +54,18 @@ def test_train_page_hides_training_controls_and_says_why(imported):
     assert any("imported examples.own_vae.model:load · z=8 · gaussian in [-1, 1]" in c.value for c in at.caption)
 
 
+def test_pages_name_the_imported_weights_not_a_training_step(imported):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["run"] = imported
+    at.run()
+    at.switch_page("pages/sample.py").run()
+    assert not at.exception
+    assert any("Run **own-vae** · the imported weights (trained elsewhere)" in c.value for c in at.caption)
+    assert "Shown: the imported weights (trained elsewhere)" in "\n".join(c.value for c in at.sidebar.caption)
+
+
 @pytest.mark.parametrize("page", ["pages/reconstructions.py", "pages/latent_space.py", "pages/sample.py"])
 def test_explorer_pages(imported, page):
     at = _clean(page_app(page, run=imported, timeout=60).run())

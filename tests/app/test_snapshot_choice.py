@@ -29,7 +29,7 @@ def test_pages_show_the_snapshot_the_sidebar_names(app_runs, tmp_path, monkeypat
     assert at.sidebar.radio(key="snapshot_kind").value == "best"
     captions = "\n".join(c.value for c in at.caption)
     assert f"snapshot at step {best.step:,} (epoch {best.epoch}) · the best by validation ELBO" in captions
-    assert f"Shown: the best snapshot, step {best.step:,} (epoch {best.epoch})" in "\n".join(
+    assert f"Shown: snapshot at step {best.step:,} (epoch {best.epoch}) · the best by validation ELBO" in "\n".join(
         c.value for c in at.sidebar.caption)
     assert not any("same code" in w.value for w in at.warning)  # the trained weights
 
