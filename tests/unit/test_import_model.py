@@ -311,3 +311,16 @@ def test_the_cli_prints_one_line_and_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "error: the model does not fit Latent Explorer's protocol: encode: must give one (mu, logvar) pair" in proc.stderr
     assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_an_imported_2d_model_has_an_exact_posterior(tmp_path):
+    from vae_core.labs.exact import exact_batch
+
+    factory = write_model(tmp_path, mu="h[:, :2]", logvar="h[:, 3:5] - 2")
+    src = tmp_path / (factory.split(":")[0] + ".py")
+    src.write_text(src.read_text().replace("nn.Linear(3, 784)", "nn.Linear(2, 784)"))
+    snap = rd.load_snapshot(do_import(tmp_path, factory, sigma=0.5).run_dir)
+    x = torch.rand(3, 1, 28, 28)
+    res = exact_batch(snap.model, x)
+    assert res.converged and (res.elbo <= res.log_px).all()
+    assert abs(res.elbo + res.kl_q_posterior - res.log_px).max() < 0.01
