@@ -15,7 +15,9 @@ from vae_core.labs import beta as lb
 from vae_core.labs import disentangle as dis
 from vae_core.labs import gradients as lg
 from vae_core.labs import marginal as lm
+from vae_core.labs.exact import ExactPosterior
 
+from .exact_figures import PosteriorShape, posterior_shape, reparam_cells
 from .lab_figures import SweepPoint, decoder_tag
 
 FLAT_NATS = 1e-3  # log weights spanning less than this: every draw counts the same
@@ -123,7 +125,33 @@ def toy_text(t: lg.ToyStudy) -> str:
 
 # --- marginal likelihood ------------------------------------------------------------------
 def marginal_summary(r: lm.MarginalStudy) -> str:
-    """What the estimate plot shows: whether the prior's estimate has caught up with the encoder's."""
+    """What the estimate plot shows: whether the prior's estimate has caught up with the encoder's,
+    and, when the exact log p(x) is known, how far each estimate still is from it."""
+    text = _marginal_summary(r)
+    exact = marginal_exact_text(r)
+    return text if exact is None else f"{text}\n\n{exact}"
+
+
+def _below(gap: float) -> str:
+    """How far an estimate is under the exact value, in words (noise can put it a little above)."""
+    if abs(gap) < 0.005:
+        return "on it (within 0.01 nats)"
+    return f"{gap:.2f} nats below" if gap > 0 else f"{-gap:.2f} nats above (sampling noise)"
+
+
+def marginal_exact_text(r: lm.MarginalStudy) -> str | None:
+    """The green line: the exact log p(x) and how far the ELBO and both estimates at the largest K
+    are from it; None when the model's exact log p(x) is unknown (more than two latent dims)."""
+    if r.exact is None:
+        return None
+    (pm, _), (qm, _) = r.final("prior"), r.final("posterior")
+    return (f"**The exact value.** This model's log p(x) is known: **{r.exact:.2f}** nats (the green line; by "
+            "quadrature over z for a 1-D or 2-D latent space, in closed form for the linear-Gaussian model). Both "
+            f"estimates converge towards it as K grows: at K = {r.ks[-1]:,} the encoder's is {_below(r.exact - qm)}, "
+            f"the prior's {_below(r.exact - pm)}, and the ELBO, which no K changes, is {_below(r.exact - r.elbo)}.")
+
+
+def _marginal_summary(r: lm.MarginalStudy) -> str:
     (pm, ps), (qm, qs) = r.final("prior"), r.final("posterior")
     if max(r.log_weight_span(p) for p in lm.PROPOSALS) < FLAT_NATS:
         return (f"**What you see.** Both estimates are flat at **{pm:.1f}** nats: every draw from either proposal gets "
@@ -171,6 +199,149 @@ def marginal_ess_text(r: lm.MarginalStudy) -> str:
     return (f"**Effective sample size** at K = {k:,}: prior **{ess_p:,.1f}**, encoder **{ess_q:,.1f}** draws. "
             f"The largest single weight carries {100 * r.top_weight['prior']:.0f}% of the prior's sum and "
             f"{100 * r.top_weight['posterior']:.0f}% of the encoder's.{note}")
+
+
+# --- the exact posterior (1-D and 2-D latents) ------------------------------------------------------
+EXACT_INTRO = (
+    "The study notes open with the identity **log p(x) = ELBO + KL(q(z|x) ‖ p(z|x))** (Kingma & Welling 2014, "
+    "eq. 1), and every other view shows only the ELBO. With one or two latent dimensions, p(x) = ∫ p(x|z) p(z) dz "
+    "can be computed on a grid of z (quadrature), and with it the true posterior p(z|x) = p(x|z) p(z) / p(x) and "
+    "the gap between the two: how far the encoder's Gaussian q(z|x) is from the posterior it approximates.")
+
+
+def _sign(v: float) -> str:
+    return f"{v:.3f}" if v >= 0 else f"−{-v:.3f}"
+
+
+def exact_identity(ep: ExactPosterior) -> str:
+    """"ELBO + KL = … = log p(x) (quadrature, N points per axis)", with the numbers shown above it."""
+    total = ep.elbo + ep.kl_q_posterior
+    grid = f"quadrature, {ep.points_per_axis:,} points per axis"
+    line = f"ELBO + KL = {_sign(ep.elbo)} + {ep.kl_q_posterior:.3f} = **{_sign(total)}**"
+    err = ep.identity_error
+    if abs(err) < 0.0005:
+        return f"{line} = log p(x) ({grid})."
+    if abs(err) < 0.02:
+        return (f"{line} ≈ log p(x) = {_sign(ep.log_px)} ({grid}; the {abs(err):.4f}-nat difference is the "
+                "quadrature's own error).")
+    return (f"{line}, but log p(x) = {_sign(ep.log_px)} ({grid}): they differ by {abs(err):.3f} nats, more than the "
+            "quadrature should leave" + ("" if ep.converged else "; the grid did not converge") + ".")
+
+
+def exact_gap_text(ep: ExactPosterior) -> str:
+    """How much of log p(x) the ELBO misses, said three ways, and what that says about q."""
+    kl, lp = ep.kl_q_posterior, ep.log_px
+    share = f" ({100 * kl / abs(lp):.2g}% of |log p(x)|)" if abs(lp) > 1e-9 else ""
+    odds = (f"exp(ELBO) is {100 * math.exp(-kl):.3g}% of p(x)" if kl < 5 else
+            f"exp(ELBO) = e^−{kl:.1f} · p(x), a {kl / math.log(10):.0f}-order-of-magnitude under-estimate of p(x)")
+    text = f"**The gap.** The ELBO misses log p(x) by exactly KL(q ‖ p(z|x)) = **{kl:.3f} nats**{share}: {odds}. "
+    gaussian = "Gaussian" if len(ep.axes) == 1 else "diagonal Gaussian"
+    if kl < 0.01:
+        text += "q(z|x) is, to the eye and in nats, the true posterior: the ELBO is as tight as a bound can be."
+    elif kl < 0.5:
+        text += (f"q(z|x) is close to the true posterior; what is left is the difference in shape a {gaussian} "
+                 "cannot follow (below).")
+    else:
+        text += ("That is a visible mismatch: the encoder's Gaussian sits, or spreads, differently from where p(z|x) "
+                 "has its mass (the picture shows where).")
+    return text + (f" For comparison, KL(q ‖ p(z)) = {ep.kl_q_prior:.2f} nats is the rate, what the code costs "
+                   "against the prior; it is part of the ELBO, not of the gap.")
+
+
+def _axis(i: int, d: int) -> str:
+    return "z" if d == 1 else f"z{i}"
+
+
+def _signed(v: float) -> str:
+    """+0.42 or −0.42, and +0.00 rather than −0.00."""
+    v = 0.0 if abs(v) < 0.005 else v
+    return f"+{v:.2f}" if v >= 0 else f"−{-v:.2f}"
+
+
+def exact_shape_text(ep: ExactPosterior, shape: PosteriorShape | None = None) -> str:
+    """Is the posterior a Gaussian q could match? Modes, skew and correlation read off the grid,
+    and how far q's mean and widths are from the posterior's, in posterior standard deviations."""
+    shape = shape or posterior_shape(ep)
+    d = len(ep.axes)
+    if shape.modes > 1:
+        others = ", ".join(f"{100 * h:.0f}%" for h in shape.mode_heights[1:4])
+        head = (f"**Shape.** The exact posterior has **{shape.modes} modes** (the others reach {others} of the "
+                "highest peak's density): the image is explained by codes in separate places. q(z|x) is one Gaussian, "
+                "so it can cover one mode or straddle them, never both. ")
+    else:
+        head = "**Shape.** The exact posterior has **one mode**. "
+    skewed = [i for i in range(d) if abs(shape.skewness[i]) >= 0.5]
+    if skewed:
+        head += ("It is skewed along " + " and ".join(f"{_axis(i, d)} (skewness {_signed(shape.skewness[i])})" for i in skewed)
+                 + ", and a Gaussian is symmetric. ")
+    elif shape.modes == 1:
+        head += "It is nearly symmetric (skewness " + ", ".join(_signed(s) for s in shape.skewness) + "). "
+    if d == 2 and abs(shape.correlation) >= 0.3:
+        head += (f"Its two coordinates are correlated (ρ = {_signed(shape.correlation)}), a tilted ellipse that q, "
+                 "with a diagonal covariance, cannot turn to follow. ")
+    elif d == 2:
+        head += f"Its coordinates are nearly uncorrelated (ρ = {_signed(shape.correlation)}), as a diagonal q assumes. "
+    off = shape.mahalanobis
+    where = ("practically on it" if off < 0.25 else "within one standard deviation" if off < 1 else
+             "outside the bulk of the posterior")
+    along = ", ".join(f"{_signed(shape.mean_offset[i])} along {_axis(i, d)}" for i in range(d))
+    head += (f"\n\nq's mean sits **{off:.2f} posterior standard deviations** from the posterior mean E[z|x], "
+             f"{where} ({along}). ")
+    widths = []
+    for i in range(d):
+        r = shape.width_ratio[i]
+        how = "about as wide" if 0.9 <= r <= 1.1 else ("narrower" if r < 1 else "wider")
+        widths.append(f"along {_axis(i, d)}, q's σ is {r:.2f}× the posterior's sd ({how})")
+    widths_text = "; ".join(widths)
+    head += widths_text[0].upper() + widths_text[1:] + ". "
+    if any(shape.width_ratio < 0.9):
+        head += ("A q narrower than the posterior is what minimising KL(q ‖ p) favours: it is penalised for putting "
+                 "mass where p has little, not for missing some of p's.")
+    return head.strip()
+
+
+def reparam_text(mu, sigma) -> str:
+    """The change-of-variables caption: z = μ + σ ⊙ ε scales cell sizes by ∏σ and densities by 1/∏σ,
+    with this image's numbers and the outlined cell's."""
+    c = reparam_cells(mu, sigma)
+    d = len(c.z_edges)
+    k = c.marked
+    de = float(c.eps_edges[1] - c.eps_edges[0])
+    size = de**d
+    p = float(c.p_eps[(k,) * d])
+    q = float(c.q_z[(k,) * d])
+    word = "length" if d == 1 else "area"
+    vec = (lambda v: f"{float(np.ravel(v)[0]):.3f}") if d == 1 else (lambda v: "(" + ", ".join(f"{float(x):.3f}" for x in v) + ")")
+    prod = "σ" if d == 1 else "∏σ = σ0 σ1"
+    cell = (f"[{c.eps_edges[k]:g}, {c.eps_edges[k + 1]:g}]" + ("²" if d == 2 else ""))
+    return (f"z = μ + σ ⊙ ε with this image's μ = {vec(mu)} and σ = {vec(sigma)}. Every ε cell ({word} {size:g}) "
+            f"becomes a z cell whose {word} is multiplied by {prod} = **{c.jacobian:.4g}** ({size:g} → {size * c.jacobian:.4g}), "
+            f"and the density is divided by the same {c.jacobian:.4g}: q(z) = p(ε) / {c.jacobian:.4g}. So "
+            f"**q(z) ∏dz = p(ε) ∏dε**, every cell keeps its probability. The outlined cell, ε in {cell}: "
+            f"p(ε) = {p:.4g} × {word} {size:g} = {p * size:.4g} on the left, q(z) = {q:.4g} × {word} "
+            f"{size * c.jacobian:.4g} = {q * size * c.jacobian:.4g} on the right. That is why E_q[f(z)] = "
+            "E_ε[f(μ + σ ⊙ ε)]: an average over z can be taken over ε, whose distribution does not depend on μ or σ, "
+            "and the gradient passes through μ and σ.")
+
+
+def exact_gallery_text(kl: np.ndarray, elbo: np.ndarray, log_px: np.ndarray, worst: Sequence[int], converged: bool,
+                       points_per_axis: int, n_all: int | None = None) -> str:
+    """The test-set view: how large the gap is on average and at its worst, over the images searched.
+    ``worst``: the test indices of the worst fits, worst first; ``n_all``: the test set's size."""
+    n = len(kl)
+    if n == 0:
+        return "No images were searched."
+    where = f"{n:,} test images" + (f" (evenly spread over all {n_all:,})" if n_all and n_all > n else "")
+    text = (f"Over {where}, KL(q ‖ p(z|x)) averages **{kl.mean():.3f} nats** (median {np.median(kl):.3f}); the "
+            f"largest is **{kl.max():.3f}**" + (f" (test image #{int(worst[0])})" if len(worst) else "") + ". "
+            f"Mean log p(x) {log_px.mean():.2f}, mean ELBO {elbo.mean():.2f}: on average the ELBO under-states "
+            f"log p(x) by {(log_px - elbo).mean():.3f} nats, all of it the encoder's mismatch. ")
+    text += ("Below, the images with the largest gap and their posteriors: look for posteriors with two modes, "
+             "a tilt or a long tail, which a diagonal Gaussian cannot follow, and for q sitting beside the posterior "
+             "rather than on it.")
+    if not converged:
+        text += (f" (Some grids stopped at {points_per_axis:,} points per axis before log p(x) settled to 0.01 nats.)")
+    return text
 
 
 # --- β and the decoder --------------------------------------------------------------------
