@@ -1,6 +1,7 @@
 """Helpers for the pages (this package is not a page): the selected run and its snapshot
 (``runs``), caches (``cache``), the error guard (``guard``), typed session state
-(``state``), pictures (``images``), plotly figure builders (``figures``), whether a
+(``state``), pictures (``images``), plotly figure builders (``figures``, ``lab_figures``,
+``exact_figures``), the marginal lab's exact-posterior tab (``exact_panel``), whether a
 snapshot can be shown (``health``), the Traverse sliders (``sliders``) and the live-traverse
 component (``live_traverse``). Pages import it as ``from pages import _ui``."""
 from .cache import (
