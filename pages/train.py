@@ -34,7 +34,7 @@ else:
 # --- a new run ---------------------------------------------------------------------------
 st.divider()
 st.subheader("New run")
-infos = st.cache_data(ttl=60, show_spinner=False)(list_datasets)()  # probes files: not on every rerun
+infos = st.cache_data(ttl=60, show_spinner=False)(list_datasets)(modality="image")  # probes files: not on every rerun
 ready = [d.name for d in infos if d.available and not d.needs_path]
 own = {d.description: d.name.split(":")[0]  # "folder:<path>" -> folder; pictures first, the common case
        for d in sorted(infos, key=lambda d: not d.name.startswith("folder:")) if d.available and d.needs_path}

@@ -23,7 +23,7 @@ from .runs import (
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _datasets() -> list[str]:
-    return [d.name for d in list_datasets() if d.available and not d.needs_path]
+    return [d.name for d in list_datasets(modality="image") if d.available and not d.needs_path]
 
 
 panel = per_snapshot(max_entries=48, spinner="Measuring the sweep's runs…")(lb.run_panel)

@@ -53,11 +53,13 @@ def test_dataset_list_holds_real_datasets_and_one_choice_for_your_own_files(empt
     at = page_app("pages/train.py").run()
     box = next(s for s in at.selectbox if s.label == "Dataset")
     assert {"mnist", "digits"} <= set(box.options)
+    assert "20newsgroups" not in box.options  # text corpora are for topic models, not this image form
     assert not [o for o in box.options if "<" in o or o.startswith(("idx:", "folder:"))]  # no spec templates
     assert box.options[-1] == "Your own files…"
     box.set_value("Your own files…").run()
     kinds = next(r for r in at.radio if r.label == "What the files are")
     assert any("IDX" in o for o in kinds.options) and any("images" in o.lower() for o in kinds.options)
+    assert not any("text" in o.lower() for o in kinds.options)
     assert [b for b in at.button if "Start training" in b.label][0].disabled  # no path yet
     path = next(t for t in at.text_input if t.label == "Path on this machine")
     path.input(str(empty_runs / "no-such-folder")).run()

@@ -182,9 +182,10 @@ class ImageSet:
 
 
 def iter_float_batches(x, batch_size: int, device: torch.device | str) -> Iterator[torch.Tensor]:
-    """Float batches of ``x`` on ``device``: x is an :class:`ImageSet` or a float tensor / array
-    (N, ...) already in the model's units."""
-    if isinstance(x, ImageSet):
+    """Float batches of ``x`` on ``device``: x is an :class:`ImageSet`, another set with the same
+    ``batches(batch_size, device)`` (a text ``CountSet``), or a float tensor / array (N, ...)
+    already in the model's units."""
+    if isinstance(x, ImageSet) or callable(getattr(x, "batches", None)):
         yield from x.batches(batch_size, device)
         return
     t = torch.as_tensor(x)

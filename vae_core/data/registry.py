@@ -1,7 +1,9 @@
 """Dataset registry: every image set the explorer can train on, named by a spec, loaded offline.
 
 A spec is ``mnist``, ``digits``, ``fashion-mnist``, ``fashion-mnist:<folder>``,
-``idx:<folder>``, ``shapes``, ``shapes:<size>`` or ``folder:<path>``. :func:`load_dataset`
+``idx:<folder>``, ``shapes``, ``shapes:<size>`` or ``folder:<path>``. The text corpora
+``20newsgroups`` and ``text:<path>`` are registered and listed here too, but loaded by
+:func:`vae_core.data.text.load_text_dataset` (their ``modality`` is "text"). :func:`load_dataset`
 turns one into a :class:`~vae_core.data.dataset.Dataset` of float32 tensors in ``[0, 1]``
 with a deterministic train/test split. A source is decoded once into the disk cache
 (:mod:`vae_core.data.cache`, whose images are then memory-mapped), and loaded datasets and
@@ -20,7 +22,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from . import cache
+from . import cache, text
 from .dataset import Dataset, DatasetError, DatasetStatus, _resized, assemble, held_out_count
 from .imageset import ImageSet
 from .images import FORMATS_TEXT
@@ -42,10 +44,19 @@ class _Entry:
     plan: Callable[[str | None, int | None, int | None], Plan]
     status: Callable[[], tuple[bool, str]]
     listed: tuple[str, ...]            # names shown by list_datasets
+    modality: Literal["image", "text"] = "image"
 
 
 def _always(detail: str) -> Callable[[], tuple[bool, str]]:
     return lambda: (True, detail)
+
+
+def _text_corpus(kind: str) -> Callable[[str | None, int | None, int | None], Plan]:
+    """The plan of a text corpus: there is none, since it is not an image set."""
+    def plan(arg, image_size, channels) -> Plan:
+        raise DatasetError(f"{kind!r} is a text corpus for topic models, not an image set: load it with "
+                           "vae_core.data.text.load_text_dataset")
+    return plan
 
 
 _REGISTRY: dict[str, _Entry] = {
@@ -69,6 +80,12 @@ _REGISTRY: dict[str, _Entry] = {
                folder.plan_folder,
                _always(f"pass a folder of {FORMATS_TEXT} images, a .zip of them or a .npz as folder:<path>"),
                ("folder:<path>",)),
+        _Entry("20newsgroups", "Text: Usenet posts from 20 newsgroups, for topic models", "none",
+               _text_corpus("20newsgroups"), text.newsgroups_status, ("20newsgroups",), "text"),
+        _Entry("text", "Text: your own documents, a folder of .txt files (subfolders = classes), a .jsonl or a .csv",
+               "required", _text_corpus("text"),
+               _always("pass a folder of .txt files, or a .jsonl / .csv file with a 'text' field, as text:<path>"),
+               ("text:<path>",), "text"),
     )
 }
 
@@ -106,6 +123,7 @@ def clear_memo() -> None:
         _memo.clear()
     folder.clear_scan_memo()
     cache.clear_verified()
+    text.clear_memo()
 
 
 def load_dataset(spec: str, *, image_size: int | None = None, channels: int | None = None, seed: int = 0,
@@ -156,10 +174,15 @@ def load_dataset(spec: str, *, image_size: int | None = None, channels: int | No
     return ds
 
 
-def list_datasets() -> list[DatasetStatus]:
-    """Every registered dataset, whether it can be loaded here, and if not, how to fix that."""
+def list_datasets(modality: Literal["image", "text"] | None = None) -> list[DatasetStatus]:
+    """Every registered dataset (of ``modality`` only, when given), whether it can be loaded
+    here, and if not, how to fix that."""
+    if modality not in (None, "image", "text"):
+        raise ValueError(f"modality must be 'image', 'text' or None, got {modality!r}")
     out = []
     for entry in _REGISTRY.values():
+        if modality is not None and entry.modality != modality:
+            continue
         try:
             available, detail = entry.status()
         except Exception as e:  # a status probe must never break the listing
