@@ -255,6 +255,56 @@ class ExternalModelConfig:
         return f"imported {self.factory} · z={self.latent_dim} · {self.likelihood} in [{lo:g}, {hi:g}]"
 
 
+MAX_VOCAB = 200_000
+
+
+@dataclass
+class TopicModelConfig:
+    """A neural topic model over bag-of-words count vectors (ProdLDA, ``engine.prodlda``).
+
+    vocab_size: V, the number of words in the vocabulary (the data's; one count per word).
+    topics: K, the number of topics and the size of z (theta = softmax(z)); at least 2.
+    alpha: the Dirichlet prior's concentration on the topic proportions: a float for the
+        symmetric Dirichlet(alpha, ..., alpha), or one positive value per topic. The model's
+        Gaussian prior is its Laplace approximation (``objectives.dirichlet_laplace_prior``).
+    hidden: the width of the encoder's two softplus layers (100 in Srivastava & Sutton 2017).
+    dropout: the dropout rate on the encoder's last hidden layer and on theta, in [0, 0.95].
+    """
+
+    vocab_size: int = 2000
+    topics: int = 20
+    alpha: float | tuple[float, ...] = 1.0
+    hidden: int = 100
+    dropout: float = 0.2
+
+    def validate(self) -> "TopicModelConfig":
+        _check_range("vocab_size", self.vocab_size, 2, MAX_VOCAB, integer=True)
+        _check_range("topics", self.topics, 2, MAX_LATENT_DIM, integer=True)
+        if isinstance(self.alpha, (list, tuple)):  # JSON gives lists
+            if len(self.alpha) != self.topics:
+                raise ConfigError(f"alpha must be one number, or one per topic ({self.topics}), "
+                                  f"got {len(self.alpha)} values")
+            for i, a in enumerate(self.alpha):
+                _check_range(f"alpha[{i}]", a, 1e-3, 1e3)
+            self.alpha = tuple(float(a) for a in self.alpha)
+        else:
+            _check_range("alpha (the Dirichlet concentration)", self.alpha, 1e-3, 1e3)
+        _check_range("hidden", self.hidden, 1, MAX_HIDDEN, integer=True)
+        _check_range("dropout", self.dropout, 0.0, 0.95)
+        return self
+
+    def alphas(self) -> tuple[float, ...]:
+        """alpha as one value per topic."""
+        if isinstance(self.alpha, (list, tuple)):
+            return tuple(float(a) for a in self.alpha)
+        return (float(self.alpha),) * int(self.topics)
+
+    def label(self) -> str:
+        """The model in a few words, for lists and captions."""
+        alpha = f"{self.alpha:g}" if not isinstance(self.alpha, (list, tuple)) else "per-topic"
+        return f"ProdLDA · K={self.topics} topics · V={self.vocab_size} words · alpha={alpha}"
+
+
 # Each family's model config class, by the name ``config.json`` gives it.
 MODEL_CONFIGS: dict[str, type] = {"image_vae": ModelConfig, "external": ExternalModelConfig}
 

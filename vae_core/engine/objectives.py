@@ -9,6 +9,8 @@ probabilities (the image VAE has them, and so does the exact linear-Gaussian mod
   encode(x) -> Posterior(mu, logvar)          q(z|x)
   decode(z) -> decoder output for z (..., D)
   log_likelihood(x, decoded) -> log p(x|z)   (...)
+and p(z) is N(0, I) unless the model declares its own diagonal Gaussian ``prior`` (the optional
+protocol member; ``prior_of``), as the topic model does (``prodlda``).
 """
 from __future__ import annotations
 
@@ -93,17 +95,46 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_sigma: torc
 
 
 # --- Gaussian densities ---------------------------------------------------------------
+def gaussian_kl_to_prior_per_dim(mu: torch.Tensor, logvar: torch.Tensor,
+                                 prior_mu: torch.Tensor | float, prior_logvar: torch.Tensor | float) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(mu0, sigma0^2)) for each latent dimension, broadcast: (B, D).
+
+    The KL between two Gaussians (the KL term of Srivastava & Sutton 2017's ELBO, against their
+    Laplace prior; Kingma & Welling 2014, Appendix B, is the case mu0 = 0, sigma0 = 1):
+
+        -KL = 1/2 [1 + log(sigma^2 / sigma0^2) - (mu - mu0)^2 / sigma0^2 - sigma^2 / sigma0^2].
+
+    ``prior_mu`` and ``prior_logvar`` broadcast against ``mu`` ((D,) or (1, D) for a model's prior,
+    plain 0.0 for N(0, 1): then every operation is exact and the standard formula is reproduced
+    bit for bit).
+    """
+    log_ratio = logvar - prior_logvar  # log sigma^2 / sigma0^2
+    if isinstance(prior_logvar, torch.Tensor):
+        inv_prior_var = torch.exp(-prior_logvar)
+    else:
+        inv_prior_var = math.exp(-prior_logvar)
+    return -0.5 * (1 + log_ratio - (mu - prior_mu).pow(2) * inv_prior_var - log_ratio.exp())
+
+
 def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, 1)) for each latent dimension, (B, D).
 
-    Kingma & Welling (2014), Appendix B: -KL = 1/2 * sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2).
+    Kingma & Welling (2014), Appendix B: -KL = 1/2 * sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2):
+    ``gaussian_kl_to_prior_per_dim`` with mu0 = 0, sigma0 = 1.
     """
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+    return gaussian_kl_to_prior_per_dim(mu, logvar, 0.0, 0.0)
+
+
+def gaussian_kl_to_prior(post: Posterior, prior_mu: torch.Tensor | float,
+                         prior_logvar: torch.Tensor | float) -> torch.Tensor:
+    """Analytic KL(N(mu, diag sigma^2) || N(mu0, diag sigma0^2)) summed over dimensions, (B,)."""
+    return gaussian_kl_to_prior_per_dim(post.mu, post.logvar, prior_mu, prior_logvar).sum(-1)
 
 
 def gaussian_kl(post: Posterior) -> torch.Tensor:
-    """Analytic KL(q(z|x) || p(z)) summed over dimensions, (B,)."""
-    return gaussian_kl_per_dim(post.mu, post.logvar).sum(-1)
+    """Analytic KL(q(z|x) || N(0, I)) summed over dimensions, (B,): the standard prior's case of
+    ``gaussian_kl_to_prior``."""
+    return gaussian_kl_to_prior(post, 0.0, 0.0)
 
 
 def log_normal_diag(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -114,6 +145,86 @@ def log_normal_diag(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> 
 def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I) summed over the last dimension: the prior p(z)."""
     return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+
+
+# --- The prior p(z) ---------------------------------------------------------------------
+def prior_of(model) -> Posterior | None:
+    """A model's own diagonal Gaussian prior p(z) = N(mu0, diag exp(logvar0)), each (D,), or None
+    when it has the standard N(0, I) (``protocol``: the optional member ``prior``)."""
+    prior = getattr(model, "prior", None)
+    if prior is None:
+        return None
+    return Posterior(prior.mu.reshape(-1), prior.logvar.reshape(-1))
+
+
+def log_prior(model, z: torch.Tensor) -> torch.Tensor:
+    """log p(z) summed over the last dimension, under the model's prior (``prior_of``): (...)."""
+    prior = prior_of(model)
+    if prior is None:
+        return log_standard_normal(z)
+    return log_normal_diag(z, prior.mu, prior.logvar)
+
+
+def kl_to_prior(model, post: Posterior) -> torch.Tensor:
+    """Analytic KL(q(z|x) || p(z)) under the model's prior (``prior_of``), (B,)."""
+    prior = prior_of(model)
+    if prior is None:
+        return gaussian_kl(post)
+    return gaussian_kl_to_prior(post, prior.mu, prior.logvar)
+
+
+# --- Topic models: the Dirichlet prior and the multinomial likelihood -------------------
+def dirichlet_laplace_prior(alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Laplace approximation of Dirichlet(alpha) in the softmax basis: (mu (K,), var (K,)).
+
+    With theta = softmax(h), Dirichlet(alpha) on theta is approximated by N(h; mu, diag var)
+    (MacKay 1998, "Choice of basis for Laplace approximation"; Srivastava & Sutton 2017,
+    "Autoencoding Variational Inference for Topic Models", eq. 3), keeping the diagonal:
+
+        mu_k  = log alpha_k - (1/K) sum_i log alpha_i,
+        var_k = (1/alpha_k) (1 - 2/K) + (1/K^2) sum_i 1/alpha_i.
+
+    Exact moments of h_k = log theta_k - mean_i log theta_i under the Dirichlet replace log alpha
+    by digamma(alpha) and 1/alpha by trigamma(alpha): close for alpha >> 1, far apart for
+    alpha < 1 (tests/unit/test_topic_objectives.py measures both).
+    """
+    alpha = torch.as_tensor(alpha)
+    if not alpha.is_floating_point():
+        alpha = alpha.double()
+    if alpha.dim() != 1 or alpha.numel() < 2 or not bool((alpha > 0).all()):
+        raise ValueError("alpha must be a vector of at least 2 positive concentrations")
+    k = alpha.numel()
+    log_alpha = alpha.log()
+    mu = log_alpha - log_alpha.mean()
+    var = (1 - 2 / k) / alpha + alpha.reciprocal().sum() / k**2
+    return mu, var
+
+
+def multinomial_log_coefficient(counts: torch.Tensor) -> torch.Tensor:
+    """log n! - sum_v log x_v! for count vectors (..., V), n = sum_v x_v: (...).
+
+    The log of the number of word orders that give the same counts; ``lgamma(x + 1) = log x!``.
+    """
+    return torch.lgamma(counts.sum(-1) + 1) - torch.lgamma(counts + 1).sum(-1)
+
+
+def multinomial_log_likelihood(counts: torch.Tensor, log_probs: torch.Tensor,
+                               with_coefficient: bool = True) -> torch.Tensor:
+    """log Mult(x | n, p) = log n! - sum_v log x_v! + sum_v x_v log p_v over the last dimension,
+    counts (..., V) broadcast against log_probs (..., V): (...).
+
+    With the coefficient (the default) this is the probability of the count vector, a proper
+    distribution over bags of words, so an ELBO built on it bounds log p(x) of the counts. Without
+    it (``with_coefficient=False``) it is the probability of one word sequence with those counts,
+    sum_v x_v log p_v: what ProdLDA's paper (Srivastava & Sutton 2017) and LDA (Blei, Ng & Jordan
+    2003) use, and what per-word perplexity is defined on (``labs.topics.perplexity_from_bound``
+    takes a word-sequence bound: subtract ``multinomial_log_coefficient`` from a count bound).
+    ``log_probs`` must be finite (a log-softmax's output is).
+    """
+    words = (counts * log_probs).sum(-1)
+    if not with_coefficient:
+        return words
+    return words + multinomial_log_coefficient(counts)
 
 
 def sample_posterior(post: Posterior, n_samples: int, generator: torch.Generator | None = None,
@@ -165,16 +276,17 @@ def elbo_terms(
     """SGVB estimate of the ELBO's terms with L = ``samples`` draws per example.
 
     Estimator B (analytic KL) is Kingma & Welling eq. (7); estimator A (Monte Carlo KL,
-    log q(z|x) - log p(z) at the same draws) is eq. (6). ``post``: q(z|x) when the caller
+    log q(z|x) - log p(z) at the same draws) is eq. (6); p(z) is the model's prior (``prior_of``:
+    N(0, I) unless it declares one). ``post``: q(z|x) when the caller
     has already encoded x (it must be ``model.encode(x)``). ``shard``: see ``sample_posterior``.
     """
     post = model.encode(x) if post is None else post
     z = sample_posterior(post, samples, generator, shard)  # (L, B, D)
     log_px_z = model.log_likelihood(x, model.decode(z))  # (L, B)
     if kl_estimator == "analytic":
-        kl = gaussian_kl(post)
+        kl = kl_to_prior(model, post)
     else:
-        kl = (log_normal_diag(z, post.mu, post.logvar) - log_standard_normal(z)).mean(0)
+        kl = (log_normal_diag(z, post.mu, post.logvar) - log_prior(model, z)).mean(0)
     return ElboTerms(log_likelihood=log_px_z.mean(0), kl=kl)
 
 
@@ -190,8 +302,9 @@ def log_px_given_z(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log p(x, z) = log p(x|z) + log p(z) for z of shape (S, B, D): (S, B)."""
-    return log_px_given_z(model, x, z) + log_standard_normal(z)
+    """log p(x, z) = log p(x|z) + log p(z) for z of shape (S, B, D): (S, B); p(z) is the model's
+    prior (``log_prior``)."""
+    return log_px_given_z(model, x, z) + log_prior(model, z)
 
 
 def log_importance_weights(model, x: torch.Tensor, z: torch.Tensor, post: Posterior) -> torch.Tensor:

@@ -8,6 +8,15 @@ turns a run's config into one.
 Shapes: ``x`` is a batch of inputs (B, *input_spec.shape); ``z`` is (..., D) with D =
 ``latent_dim``; a decoder output ("decoded") is whatever the family's ``decode`` returns
 for z of shape (..., D), and ``log_likelihood`` / ``decoder_mean`` know how to read it.
+
+Optional members (not part of ``LatentModel``'s isinstance check; looked up with getattr):
+
+``prior``: a ``Posterior`` of shape (1, D) or (D,), the model's own diagonal Gaussian prior
+    p(z) = N(mu, diag exp(logvar)). Without one, p(z) = N(0, I). ``objectives.prior_of`` reads it,
+    and the ELBO's analytic KL (``elbo_terms``) and log p(z) in every bound (``log_joint``) use
+    it. The topic model's prior is the Laplace approximation of a Dirichlet (``prodlda``).
+``log_likelihood_at(x, z)``: a family's own faster log p(x|z) for evaluation without autograd
+    (``objectives.log_px_given_z``).
 """
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import torch
 
-InputKind = Literal["image"]
+InputKind = Literal["image", "text"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,8 @@ class Posterior:
 class InputSpec:
     """What one example of a model's input is.
 
-    kind: "image" (shape (C, H, W), pixel values in ``value_range``).
+    kind: "image" (shape (C, H, W), pixel values in ``value_range``), or "text" (a bag of words:
+        shape (V,), one count per vocabulary word, whole numbers in [0, inf) stored as floats).
     shape: the shape of one example, without the batch dimension.
     value_range: the closed interval the values lie in.
     """
@@ -75,7 +85,8 @@ class LatentModel(Protocol):
         """log p(x|z) in nats per example, from ``decode``'s output: (...)."""
 
     def decoder_mean(self, decoded: torch.Tensor) -> torch.Tensor:
-        """E[x|z], what a person is shown for a decoder output: an image in [0, 1] (..., C, H, W)."""
+        """E[x|z], what a person is shown for a decoder output: an image in [0, 1] (..., C, H, W);
+        for text, the word probabilities (..., V) (E[x|z] divided by the document's length)."""
 
     def sample_x(self, decoded: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One draw x ~ p(x|z), brought into the input's value range for display."""
