@@ -24,7 +24,7 @@ How the grid is chosen, per image:
    points across the posterior's bulk already agree to far under 0.01 nats.
 
 The ELBO is the project's: E_q[log p(x|z)] - KL(q || p(z)) with the analytic Gaussian KL
-(``objectives.gaussian_kl``); its expectation is taken on the same grid, weighted by q
+(``objectives.kl_to_prior``); its expectation is taken on the same grid, weighted by q
 (deterministic, unlike the one-draw estimate the trainer logs). KL(q || p(z|x)) is
 E_q[log q(z|x) - log p(z|x)] on the grid. Their sum equals log p(x) only as far as the grid's
 estimate of E_q[log q - log p(z)] equals the analytic KL, so the identity checks that the grid
@@ -43,11 +43,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..engine.objectives import auto_chunk_size, gaussian_kl, log_joint, log_normal_diag, log_standard_normal
+from ..engine.objectives import auto_chunk_size, kl_to_prior, log_joint, log_normal_diag, log_prior, prior_of
 from ..engine.protocol import Posterior, device_of
 
 MAX_DIM = 2
-PRIOR_HALF_WIDTH = 6.0  # the prior N(0, I) holds all but e^-18 of its density within ±6 per axis
+PRIOR_HALF_WIDTH = 6.0  # a Gaussian prior holds all but e^-18 of its density within ±6 sd per axis
 Q_HALF_WIDTH = 6.0  # sigmas of q(z|x) the coarse box covers
 Q_FINE_HALF_WIDTH = 5.0  # sigmas of q(z|x) the fine box keeps, for the KL term
 MASS_NATS = 30.0  # cells more than this below the largest hold a negligible share of the mass
@@ -139,8 +139,11 @@ def search_boxes(model, x: torch.Tensor, post: Posterior) -> tuple[torch.Tensor,
     """Step 1-2 of the module docstring: each image's fine box (lo, hi), (B, D) each, float64."""
     d = post.mu.shape[1]
     mu, sigma = post.mu.double(), post.sigma.double()
-    lo = torch.minimum(mu - Q_HALF_WIDTH * sigma, torch.full_like(mu, -PRIOR_HALF_WIDTH))
-    hi = torch.maximum(mu + Q_HALF_WIDTH * sigma, torch.full_like(mu, PRIOR_HALF_WIDTH))
+    prior = prior_of(model)
+    p_mu, p_sd = ((0.0, 1.0) if prior is None else (prior.mu.double().to(mu.device),
+                                                      prior.sigma.double().to(mu.device)))
+    lo = torch.minimum(mu - Q_HALF_WIDTH * sigma, p_mu - PRIOR_HALF_WIDTH * p_sd + torch.zeros_like(mu))
+    hi = torch.maximum(mu + Q_HALF_WIDTH * sigma, p_mu + PRIOR_HALF_WIDTH * p_sd + torch.zeros_like(mu))
     m = COARSE_POINTS[d]
     z, _ = _grid_points(lo, hi, m)
     lo, hi = _boxes_from_coarse(grid_log_joint(model, x, z), z, (hi - lo) / (m - 1))
@@ -205,9 +208,9 @@ def quadrature(model, x: torch.Tensor, post: Posterior | None = None, tol: float
         half = _log_integral(lj[every], n + 1, d, area * 2**d)
         # The KL and ELBO are expectations under q: the grid must resolve q as well as p(x, z).
         log_q = log_normal_diag(z, post.mu[idx].double(), post.logvar[idx].double())  # (G, b)
-        kl_prior = _q_expectation(log_q - log_standard_normal(z), log_q, log_w)
+        kl_prior = _q_expectation(log_q - log_prior(model, z), log_q, log_w)
         half_w = _log_trapezoid_weights(n + 1, d, device=lj.device)[:, None] + (area * 2**d).log()[None]
-        kl_prior_half = _q_expectation((log_q - log_standard_normal(z))[every], log_q[every], half_w)
+        kl_prior_half = _q_expectation((log_q - log_prior(model, z))[every], log_q[every], half_w)
         change = torch.maximum((log_px - half).abs(), (kl_prior - kl_prior_half).abs())
         done = (change < tol) | heavy | (2 * n > FINE_MAX[d])
         say(f"{m} points per axis: {int(done.sum())} of {idx.numel()} images within {tol:g} nats")
@@ -272,11 +275,11 @@ def exact_batch(model, x: torch.Tensor, tol: float = 0.01) -> ExactBatch:
     x = x.to(device_of(model)[0])
     post = model.encode(x)
     grids = quadrature(model, x, post, tol)
-    kl_prior = gaussian_kl(post).double().cpu().numpy()  # the project's analytic KL(q || p(z))
+    kl_prior = kl_to_prior(model, post).double().cpu().numpy()  # the project's analytic KL(q || p(z))
     elbo, kl = [], []
     for i, g in enumerate(grids):
         log_q = log_normal_diag(g.z, post.mu[i].double(), post.logvar[i].double())  # (G,)
-        log_px_z = g.log_joint - log_standard_normal(g.z)
+        log_px_z = g.log_joint - log_prior(model, g.z)
         elbo.append(float(_q_expectation(log_px_z, log_q, g.log_weights)) - kl_prior[i])
         kl.append(float(_q_expectation(log_q - (g.log_joint - g.log_px), log_q, g.log_weights)))
     return ExactBatch(np.array([g.log_px for g in grids]), np.array(elbo), np.array(kl),
@@ -303,7 +306,7 @@ def exact_posterior(model, x: torch.Tensor, tol: float = 0.01) -> ExactPosterior
     return ExactPosterior(
         axes, log_post.reshape((m,) * d), res.post.mu[0].cpu().numpy(), res.post.sigma[0].cpu().numpy(),
         float(res.log_px[0]), float(res.elbo[0]), float(res.kl_q_posterior[0]),
-        float(gaussian_kl(res.post)[0]), m, g.converged, g.change, mean, np.atleast_2d(cov),
+        float(kl_to_prior(model, res.post)[0]), m, g.converged, g.change, mean, np.atleast_2d(cov),
         time.perf_counter() - t0)
 
 
