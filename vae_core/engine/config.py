@@ -51,6 +51,22 @@ def _check_range(name: str, value: Any, lo: float, hi: float, integer: bool = Fa
         raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
 
 
+def _image_shape(shape: Any) -> tuple[int, int, int]:
+    """An image's (C, H, W) as ints (JSON gives lists), checked: 1 or 3 channels, 4 to 256 pixels a side."""
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ConfigError(f"input_shape must be (C, H, W), got {shape!r}") from None
+    if len(shape) != 3:
+        raise ConfigError(f"input_shape must be (C, H, W), got {shape!r}")
+    c, h, w = shape
+    if c not in (1, 3):
+        raise ConfigError(f"images must have 1 or 3 channels, got {c}")
+    for name, s in (("height", h), ("width", w)):
+        _check_range(f"image {name}", s, 4, 256, integer=True)
+    return shape
+
+
 @dataclass
 class ModelConfig:
     """The VAE's architecture and likelihood.
@@ -73,14 +89,7 @@ class ModelConfig:
     conv_channels: int = 32
 
     def validate(self) -> "ModelConfig":
-        self.input_shape = tuple(int(s) for s in self.input_shape)  # JSON gives lists
-        if len(self.input_shape) != 3:
-            raise ConfigError(f"input_shape must be (C, H, W), got {self.input_shape!r}")
-        c, h, w = self.input_shape
-        if c not in (1, 3):
-            raise ConfigError(f"images must have 1 or 3 channels, got {c}")
-        for name, s in (("height", h), ("width", w)):
-            _check_range(f"image {name}", s, 4, 256, integer=True)
+        self.input_shape = _image_shape(self.input_shape)
         _check_literal("body", self.body, Body)
         _check_literal("likelihood", self.likelihood, Likelihood)
         _check_range("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM, integer=True)
@@ -226,14 +235,7 @@ class ExternalModelConfig:
     factory: str = ""
 
     def validate(self) -> "ExternalModelConfig":
-        self.input_shape = tuple(int(s) for s in self.input_shape)
-        if len(self.input_shape) != 3:
-            raise ConfigError(f"input_shape must be (C, H, W), got {self.input_shape!r}")
-        c, h, w = self.input_shape
-        if c not in (1, 3):
-            raise ConfigError(f"images must have 1 or 3 channels, got {c}")
-        for name, s in (("height", h), ("width", w)):
-            _check_range(f"image {name}", s, 4, 256, integer=True)
+        self.input_shape = _image_shape(self.input_shape)
         self.value_range = tuple(float(v) for v in self.value_range)
         if self.value_range not in ((0.0, 1.0), (-1.0, 1.0)):
             raise ConfigError(f"value_range must be 0,1 or -1,1, got {self.value_range!r}")

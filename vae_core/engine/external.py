@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .config import ExternalModelConfig
-from .objectives import bernoulli_log_likelihood_sum, elbo_terms, gaussian_log_likelihood
+from .objectives import elbo_terms, image_log_likelihood
 from .protocol import InputSpec, Posterior
 
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
@@ -220,9 +220,8 @@ class ExternalVAE(nn.Module):
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """log p(x|z) in nats, summed over pixels, in the model's own value range: (...)."""
         if self.config.likelihood == "bernoulli":
-            return bernoulli_log_likelihood_sum(x.flatten(start_dim=-3), decoded.flatten(start_dim=-3))
-        ll = gaussian_log_likelihood(self.to_model_range(x), decoded, self.log_sigma)
-        return ll.flatten(start_dim=-3).sum(-1)
+            return image_log_likelihood(x, decoded, "bernoulli")
+        return image_log_likelihood(self.to_model_range(x), decoded, "gaussian", self.log_sigma)
 
     def _mean_in_model_range(self, decoded: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(decoded) if self.config.likelihood == "bernoulli" else decoded

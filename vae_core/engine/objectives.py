@@ -116,6 +116,15 @@ def gaussian_kl_to_prior_per_dim(mu: torch.Tensor, logvar: torch.Tensor,
     return -0.5 * (1 + log_ratio - (mu - prior_mu).pow(2) * inv_prior_var - log_ratio.exp())
 
 
+def image_log_likelihood(x: torch.Tensor, decoded: torch.Tensor, likelihood: str,
+                         log_sigma: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(x|z) summed over an image's pixels, (..., C, H, W) -> (...): Bernoulli with logits
+    ``decoded``, or (``likelihood`` "gaussian") Gaussian with mean ``decoded`` and ``log_sigma``."""
+    if likelihood == "bernoulli":
+        return bernoulli_log_likelihood_sum(x.flatten(start_dim=-3), decoded.flatten(start_dim=-3))
+    return gaussian_log_likelihood(x, decoded, log_sigma).flatten(start_dim=-3).sum(-1)
+
+
 def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, 1)) for each latent dimension, (B, D).
 

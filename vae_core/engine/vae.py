@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import ModelConfig
-from .objectives import bernoulli_log_likelihood_sum, gaussian_log_likelihood
+from .objectives import image_log_likelihood
 from .protocol import InputSpec, Posterior
 
 
@@ -130,9 +130,8 @@ class VAE(nn.Module):
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """log p(x|z) in nats, summed over pixels: (..., C, H, W) -> (...)."""
         if self.config.likelihood == "bernoulli":
-            return bernoulli_log_likelihood_sum(x.flatten(start_dim=-3), decoded.flatten(start_dim=-3))
-        ll = gaussian_log_likelihood(x, torch.sigmoid(decoded), self.log_sigma)
-        return ll.flatten(start_dim=-3).sum(-1)
+            return image_log_likelihood(x, decoded, "bernoulli")
+        return image_log_likelihood(x, torch.sigmoid(decoded), "gaussian", self.log_sigma)
 
     @torch.no_grad()
     def log_likelihood_at(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None:
