@@ -252,6 +252,7 @@ def test_a_deep_linked_run_stays_selected_across_sidebar_navigation(page, server
     expect(combo).to_have_value("tiny2d", timeout=30_000)  # the picker shows the linked run
     expect(page.get_by_test_id("stSidebar").get_by_text("finished · step")).to_be_visible(timeout=30_000)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Reconstructions").click()
-    expect(page.get_by_text("snapshot at step").first).to_be_visible(timeout=30_000)
-    assert page.get_by_text("snapshot at step").first.inner_text().startswith("Run tiny2d ·")
+    caption = page.get_by_test_id("stMain").get_by_text("snapshot at step").first  # the page's, not the sidebar's
+    expect(caption).to_be_visible(timeout=30_000)
+    assert caption.inner_text().startswith("Run tiny2d ·")
     expect(combo).to_have_value("tiny2d")

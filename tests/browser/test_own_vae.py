@@ -56,12 +56,12 @@ def own_vae_server(tmp_path_factory):
 
 
 PAGES = [  # sidebar link, page heading, something the page shows once it has content
-    ("Reconstructions", "Reconstructions", "Run own-vae · snapshot at step"),
+    ("Reconstructions", "Reconstructions", "Run own-vae · the imported weights (trained elsewhere)"),
     ("Latent space", "Latent space", "Click a dot in the scatter"),
     ("Sample", "Sample", "decoder means of z"),
     ("Traverse", "Traverse", "Moved from base"),
     ("Encode", "Encode your image", "Upload"),
-    ("Gradient estimators", "Gradient estimators", "Run own-vae · snapshot at step"),
+    ("Gradient estimators", "Gradient estimators", "Run own-vae · the imported weights (trained elsewhere)"),
     ("Marginal likelihood", "Marginal likelihood", "to run both importance samplers on this image"),
 ]
 
