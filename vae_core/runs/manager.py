@@ -203,7 +203,7 @@ class RunManager:
             return StartResult(name, True, f"Started {name}.")
 
     def resume(self, name: str) -> StartResult:
-        if rd.read_json(self.path(name) / rd.CONFIG) and (self.path(name) / EXTERNAL).exists():
+        if (self.path(name) / EXTERNAL).exists():  # only import-model writes it
             raise rd.RunError(IMPORTED_NOT_TRAINED)
         with self.locked():
             st = self.status(name)
