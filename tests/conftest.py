@@ -150,3 +150,73 @@ def digit_sweep(tmp_path_factory):
     while time.time() < deadline and lb.sweep_active(lb.sweep_states(m, sweep)):
         time.sleep(0.2)
     return m, names, sweep, seen_queued
+
+
+# --- text: a tiny corpus with four planted themes, and topic runs trained on it --------------------
+TEXT_THEMES = {
+    "space": "planet orbit rocket launch nasa moon star galaxy shuttle satellite comet telescope astronaut lunar solar",
+    "sport": "game team player score season coach league hockey baseball pitch goal match winner ball fans",
+    "computer": "disk drive memory software windows printer driver keyboard monitor modem graphics chip server "
+                "file program",
+    "religion": "god church faith bible jesus prayer belief christian heaven soul priest gospel scripture moral sin",
+}
+
+
+def write_text_corpus(path: Path, n_docs: int = 400, words_per_doc: int = 40, seed: int = 0) -> str:
+    """A .jsonl corpus drawn from LDA's generative process (the study notes' eq. 13) over four
+    themes of 15 words each, every document labelled with its main theme. Returns its spec."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    names = list(TEXT_THEMES)
+    themes = [TEXT_THEMES[n].split() for n in names]
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n_docs):
+            theta = rng.dirichlet([0.3] * len(themes))
+            topics = rng.choice(len(themes), size=words_per_doc, p=theta)
+            words = [themes[t][rng.integers(len(themes[t]))] for t in topics]
+            f.write(json.dumps({"text": " ".join(words), "label": names[int(np.argmax(theta))]}) + "\n")
+    return f"text:{path}"
+
+
+TEXT_FAST = {"batch_size": 32, "log_every_steps": 5, "snapshot_every_s": 0.5, "num_threads": 1, "patience": 0}
+
+
+def tiny_topic_config(spec: str, family: str = "prodlda", **train):
+    """A topic model of the tiny corpus that trains in a few seconds (K = 4)."""
+    from vae_core.runs.manager import new_run_config
+
+    model = {"topics": 4, "hidden": 32} if family == "prodlda" else {"topics": 4}
+    epochs = {"prodlda": 30, "lda": 5}[family]
+    return new_run_config(spec, family=family, model=model,
+                          train={**TEXT_FAST, "epochs": epochs, **({"lr": 1e-2} if family == "prodlda" else {}), **train})
+
+
+@pytest.fixture(scope="session")
+def text_runs(tmp_path_factory):
+    """A runs folder with "topics" (ProdLDA, K = 4) and "lda" (online LDA, K = 4) on the tiny
+    corpus, trained once per session; the corpus spec is in ``(root / "corpus.spec")``."""
+    from vae_core.runs.trainer import train
+
+    root = tmp_path_factory.mktemp("text-runs")
+    spec = write_text_corpus(root.parent / f"{root.name}-corpus.jsonl")
+    (root.parent / f"{root.name}-corpus.spec").write_text(spec)
+    for name, family in (("topics", "prodlda"), ("lda", "lda")):
+        status = train(tiny_topic_config(spec, family), root / name)
+        assert status.state == "finished", status.error
+    return root
+
+
+@pytest.fixture
+def text_app_runs(text_runs, monkeypatch):
+    """Point the app at the topic runs and clear Streamlit's process-wide caches."""
+    import streamlit as st
+
+    monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(text_runs))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield text_runs
+    st.cache_resource.clear()
+    st.cache_data.clear()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .engine.config import ConfigError, RunConfig, TrainConfig
+from .engine.config import TEXT_FAMILIES, ConfigError, RunConfig, TrainConfig
 from .progress import Progress, format_seconds
 from .runs import rundir as rd
 
@@ -23,7 +23,16 @@ if TYPE_CHECKING:
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/<dataset>-<body>-z<D>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last snapshot")
-    p.add_argument("--dataset", help="dataset spec: mnist, digits, fashion-mnist, shapes, shapes:64, idx:DIR, folder:PATH")
+    p.add_argument("--dataset", help="dataset spec: mnist, digits, fashion-mnist, shapes, shapes:64, idx:DIR, folder:PATH; "
+                                     "text: 20newsgroups, text:DIR (one .txt per document), text:FILE.jsonl|.csv")
+    p.add_argument("--model", choices=("vae", "prodlda", "lda"),
+                   help="vae (images; the default), prodlda (a topic-model VAE; the default on text) or lda "
+                        "(classical LDA by online variational Bayes)")
+    p.add_argument("--topics", type=int, help="topic models: K, the number of topics (default 20)")
+    p.add_argument("--alpha", type=float, help="topic models: the Dirichlet prior's concentration on topic "
+                                               "proportions (ProdLDA default 1; LDA default 1/K)")
+    p.add_argument("--vocab-size", type=int, help="topic models: the most frequent words kept (default 2000)")
+    p.add_argument("--dropout", type=float, help="ProdLDA: dropout on the encoder and on theta (default 0.2)")
     p.add_argument("--image-size", type=int, help="image size for folder: datasets")
     p.add_argument("--channels", type=int, choices=(1, 3), help="channels for folder: datasets")
     p.add_argument("--body", choices=("mlp", "conv"))
@@ -65,7 +74,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 _MODEL_FLAGS = {"body": "body", "latent_dim": "latent_dim", "hidden": "hidden", "likelihood": "likelihood",
-                "decoder_sigma": "decoder_sigma"}
+                "decoder_sigma": "decoder_sigma", "topics": "topics", "alpha": "alpha", "vocab_size": "vocab_size",
+                "dropout": "dropout"}
+_FAMILY_OF_MODEL = {"vae": "image_vae", "prodlda": "prodlda", "lda": "lda"}
 _TRAIN_FLAGS = ("beta", "objective", "samples", "kl_estimator", "epochs", "batch_size", "lr", "lr_schedule",
                 "warmup_steps", "seed", "device",
                 "num_threads", "max_steps", "data_placement", "nproc", "validation_fraction", "patience", "tensorboard")
@@ -81,9 +92,19 @@ def _config_from_flags(args) -> tuple[RunConfig, Dataset]:
     from .data import load_dataset
     from .runs.manager import new_run_config
 
+    from .data.text import is_text_spec, load_text_dataset
+
     model = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k) is not None}
     train = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
     dataset = args.dataset or "mnist"
+    family = _FAMILY_OF_MODEL[args.model] if args.model else ("prodlda" if is_text_spec(dataset) else "image_vae")
+    if family in TEXT_FAMILIES:
+        if not is_text_spec(dataset):
+            raise ConfigError(f"--model {args.model} models text: use --dataset 20newsgroups or text:PATH")
+        data = load_text_dataset(dataset, vocab_size=model.get("vocab_size", 2000), seed=train.get("seed", 0))
+        return new_run_config(dataset, model=model, train=train, data=data, family=family), data
+    if is_text_spec(dataset):
+        raise ConfigError(f"{dataset} is text: train a topic model on it (--model prodlda or --model lda)")
     progress = _BuildProgress(f"decoding {dataset}")
     try:
         data = load_dataset(dataset, image_size=args.image_size, channels=args.channels,
@@ -102,7 +123,7 @@ def cmd_train(args) -> int:
     in_torchrun = dd.under_torchrun()
     data = None  # the dataset, when building the config from flags loaded it
     follower = in_torchrun and (dd.DistContext.from_env() or dd.DistContext(0, 1, 0, 1)).rank != 0
-    flags_given = any(getattr(args, k) is not None for k in (*_MODEL_FLAGS, *_TRAIN_FLAGS, "dataset"))
+    flags_given = any(getattr(args, k) is not None for k in (*_MODEL_FLAGS, *_TRAIN_FLAGS, "dataset", "model"))
     if follower and flags_given and not args.resume:
         # Rank > 0 of a run started by torchrun with flags: rank 0 may already have written the
         # config; build the same one from the same flags (it never writes).
@@ -110,7 +131,7 @@ def cmd_train(args) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else Path(".")
     elif args.run_dir and (Path(args.run_dir) / rd.CONFIG).exists():
         only_nproc = args.nproc is not None and not any(
-            getattr(args, k) is not None for k in (*_MODEL_FLAGS, *_TRAIN_FLAGS, "dataset") if k != "nproc")
+            getattr(args, k) is not None for k in (*_MODEL_FLAGS, *_TRAIN_FLAGS, "dataset", "model") if k != "nproc")
         if flags_given and not args.resume and not (only_nproc and not in_torchrun):
             raise ConfigError(f"{args.run_dir} already has a config; pass --resume to continue it, or choose a new --run-dir")
         config = rd.read_config(Path(args.run_dir))
@@ -157,10 +178,14 @@ def cmd_train(args) -> int:
                 st = rd.read_status(run_dir)
                 bar.total = st.total_steps
             bar.n = rec["step"]
-            bar.set_postfix(loss=f"{rec['loss']:.2f}", kl=f"{rec['kl']:.2f}", rate=f"{rec['samples_per_s']:.0f}/s")
+            if "loss" in rec:
+                bar.set_postfix(loss=f"{rec['loss']:.2f}", kl=f"{rec['kl']:.2f}", rate=f"{rec['samples_per_s']:.0f}/s")
+            else:  # LDA: the bound of the last mini-batch
+                bar.set_postfix(bound=f"{rec['elbo']:.1f}", rate=f"{rec['samples_per_s']:.0f}/s")
         elif rec["kind"] == "epoch":
             val = f", validation ELBO {rec['val_elbo']:.2f}" if "val_elbo" in rec else ""
-            bar.write(f"epoch {rec['epoch']}: test ELBO {rec['test_elbo']:.2f} nats{val}")
+            ppl = f", perplexity {rec['test_perplexity']:.0f}" if "test_perplexity" in rec else ""
+            bar.write(f"epoch {rec['epoch']}: test ELBO {rec['test_elbo']:.2f} nats{ppl}{val}")
         elif rec["kind"] == "cooldown":
             bar.write(f"no better validation ELBO since epoch {rec['best_epoch']}: annealing the learning rate to 0 "
                       f"over {rec['patience']} epochs, then stopping")
@@ -230,6 +255,8 @@ def cmd_eval(args) -> int:
             print(f"error: --exact on {run_dir.name}: {e}", file=sys.stderr)
             return 2
         args.k = 0 if args.k is None else args.k  # the exact value stands in for the IWAE bound unless --k asks
+    if snap.config.is_text:
+        return _eval_topics(run_dir, snap, args)
     tc = snap.config.train
     with Progress(f"decoding {tc.dataset}") as decoding:
         data = load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed,
@@ -266,6 +293,38 @@ def cmd_eval(args) -> int:
             print(f"  test IWAE bound k={iwae.k:<5} none: {_iwae_partial_note(iwae)}")
         print(f"  active units         {result['active_units']} of {result['latent_dim']}")
     return 130 if iwae is not None and iwae.stopped == "interrupted" else 0
+
+
+def _eval_topics(run_dir: Path, snap, args) -> int:
+    """``eval`` of a topic model: NPMI, diversity, perplexity (naming its bound) and the topics."""
+    from .labs.topics import iwae_perplexity, topic_report
+    from .runs.run_data import load_run_data
+
+    if args.exact:
+        print(f"error: --exact on {run_dir.name}: the exact posterior is for VAEs with a 1-D or 2-D latent space; "
+              "this is a topic model", file=sys.stderr)
+        return 2
+    data = load_run_data(snap.config, run_dir)
+    x = data.x_test.subset(slice(0, args.limit)) if args.limit else data.x_test
+    report = topic_report(snap.model, data.vocab, x)
+    result = {"run": str(run_dir), "family": snap.config.family, "snapshot": snap.kind, "step": snap.step,
+              "epoch": snap.epoch, "n_test": len(x), "topics_k": snap.config.model.topics,
+              "vocab_size": snap.config.model.vocab_size, **report.record()}
+    if args.k and snap.config.family == "prodlda":
+        result[f"perplexity_iwae_k{args.k}"] = iwae_perplexity(snap.model, x, k=args.k)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"run {run_dir.name} ({snap.config.model.label()}), step {snap.step}, {len(x)} test documents")
+    print(f"  NPMI (top {len(report.top_words[0])} words)  {report.npmi:8.4f}")
+    print(f"  topic diversity       {report.diversity:8.3f}")
+    print(f"  perplexity            {report.perplexity:8.1f}  ({report.perplexity_bound})")
+    for key, value in result.items():
+        if key.startswith("perplexity_iwae"):
+            print(f"  perplexity, IWAE k={args.k} {value:8.1f}")
+    for k, (words, score) in enumerate(zip(report.top_words, report.npmi_per_topic)):
+        print(f"  topic {k + 1:2d}  {score:+.3f}  {' '.join(words)}")
+    return 0
 
 
 def _eval_exact(model, x, result: dict) -> None:

@@ -43,13 +43,13 @@ def test_config_names_its_family_and_round_trips():
     assert d["family"] == "image_vae" and d["format_version"] == FORMAT_VERSION
     back = RunConfig.from_json(cfg.to_json())
     assert back.family == "image_vae" and back.model == cfg.model
-    assert set(FAMILIES) == {"image_vae", "external"}
+    assert set(FAMILIES) == {"image_vae", "external", "prodlda", "lda"}
 
 
 def test_unknown_family_or_format_is_refused_with_a_sentence():
     d = RunConfig().to_dict()
-    with pytest.raises(ConfigError, match="unknown model family 'prodlda'"):
-        RunConfig.from_dict({**d, "family": "prodlda"})
+    with pytest.raises(ConfigError, match="unknown model family 'hmm_topics'"):
+        RunConfig.from_dict({**d, "family": "hmm_topics"})
     with pytest.raises(ConfigError, match="format version 7 is not supported"):
         RunConfig.from_dict({**d, "format_version": 7})
     with pytest.raises(ConfigError, match="family must be one of"):

@@ -493,3 +493,22 @@ def test_specs_and_the_dataset_list():
     assert "mnist" in images and not images & {"20newsgroups", "text:<path>"}
     with pytest.raises(DatasetError, match="text corpus .*load_text_dataset"):
         load_dataset("20newsgroups")
+
+
+def test_encoded_lines_are_left_out_of_the_counts(tmp_path):
+    """A uuencoded block (as in a few 20 Newsgroups posts) gives no words; prose around it does."""
+    block = "\n".join(["M%:VMAX>'AX>'AX>'AX>'AX>'AX>'AX>'AX>'AX>[N[M>7KN[N[N[*BHJ"] * 20)
+    rows = [{"text": f"orbit rocket launch telescope\n{block}\nplanet galaxy"}] * 6 + \
+           [{"text": "hockey league coach season"}] * 6
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    words = load_text_dataset(f"text:{path}", cache_dir=tmp_path / "cache").vocab
+    assert {"orbit", "planet", "galaxy", "hockey"} <= set(words)
+    assert not {"max", "bhj", "vmax"} & set(words)
+    kept = load_text_dataset(f"text:{path}", cache_dir=tmp_path / "cache2", min_df=2).vocabulary
+    assert kept.options.drop_encoded_lines
+    # a vocabulary stored before the option existed counts text as it did then
+    record = text.vocabulary_record(kept)
+    del record["options"]["drop_encoded_lines"]
+    old = text.Vocabulary.from_record(record, "old vocab.json")
+    assert not old.options.drop_encoded_lines

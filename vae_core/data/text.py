@@ -626,6 +626,7 @@ class VectorizerOptions:
     vocab_size: the most frequent words kept (over the training documents; ``max_features``).
     min_df, max_df: a word is kept only if its document frequency in the training documents is
         at least ``min_df`` and at most ``max_df`` (an int: documents; a float: a fraction).
+    drop_encoded_lines: leave out lines of 40 or more characters without a space (``ENCODED_LINE``).
     """
 
     vocab_size: int = DEFAULT_VOCAB_SIZE
@@ -634,6 +635,7 @@ class VectorizerOptions:
     token_pattern: str = TOKEN_PATTERN
     stop_words: str = "english"
     lowercase: bool = True
+    drop_encoded_lines: bool = True
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "min_df", "max_df"):   # numpy scalars would not go into JSON
@@ -660,22 +662,43 @@ class VectorizerOptions:
 
     def record(self) -> dict:
         return {"vocab_size": int(self.vocab_size), "min_df": self.min_df, "max_df": self.max_df,
-                "token_pattern": self.token_pattern, "stop_words": self.stop_words, "lowercase": self.lowercase}
+                "token_pattern": self.token_pattern, "stop_words": self.stop_words, "lowercase": self.lowercase,
+                "drop_encoded_lines": self.drop_encoded_lines}
 
     @classmethod
     def from_record(cls, record: dict) -> "VectorizerOptions":
+        if isinstance(record, dict) and "drop_encoded_lines" not in record:  # a vocabulary stored before it existed
+            record = {**record, "drop_encoded_lines": False}
         if not isinstance(record, dict) or set(record) != set(cls().record()):
             raise DatasetError(f"vectorizer options must be an object with {sorted(cls().record())}")
         return cls(**record)
+
+    def _preprocessor(self):
+        if not self.drop_encoded_lines:
+            return None  # the vectorizer's own (lower-casing as ``lowercase`` says)
+        return _without_encoded_lines if self.lowercase else (lambda text: ENCODED_LINE.sub("", text))
 
     def vectorizer(self, vocabulary: Sequence[str] | None = None):
         """The scikit-learn CountVectorizer these options describe (with a fixed vocabulary: no fit)."""
         from sklearn.feature_extraction.text import CountVectorizer
 
         return CountVectorizer(lowercase=self.lowercase, stop_words=self.stop_words,
+                               preprocessor=self._preprocessor(),
                                token_pattern=self.token_pattern, min_df=self.min_df, max_df=self.max_df,
                                max_features=self.vocab_size, dtype=np.int32,
                                vocabulary=None if vocabulary is None else list(vocabulary))
+
+
+# A line of 40 or more characters without a space is no prose: uuencoded or base64 binaries (20
+# Newsgroups' posts carry a few, whose fragments "max", "giz", "bhj" would otherwise fill a topic of
+# their own), long URLs, hashes.
+ENCODED_LINE = re.compile(r"^[ \t]*\S{40,}[ \t]*$", re.MULTILINE)
+
+
+def _without_encoded_lines(text: str) -> str:
+    """A document lower-cased (the vectorizer's own step, which a preprocessor replaces) without
+    its encoded lines."""
+    return ENCODED_LINE.sub("", text).lower()
 
 
 @dataclass(frozen=True, eq=False)
@@ -786,6 +809,16 @@ class TextDataset:
     @property
     def vocab(self) -> list[str]:
         return list(self.vocabulary.words)
+
+    @property
+    def name(self) -> str:
+        """The spec it was loaded by (as ``Dataset.name``)."""
+        return self.spec
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        """(V,): one count per vocabulary word."""
+        return (len(self.vocabulary),)
 
     @property
     def options(self) -> VectorizerOptions:

@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 # set without either, and resumes that way.
 FORMAT_VERSION = 3
 
-Family = Literal["image_vae", "external"]
+Family = Literal["image_vae", "external", "prodlda", "lda"]
 ExternalLikelihood = Literal["bernoulli", "gaussian"]
 Body = Literal["mlp", "conv"]
 Likelihood = Literal["bernoulli", "gaussian_fixed", "gaussian_learned"]
@@ -307,8 +307,52 @@ class TopicModelConfig:
         return f"ProdLDA · K={self.topics} topics · V={self.vocab_size} words · alpha={alpha}"
 
 
+@dataclass
+class LdaConfig:
+    """Classical LDA (Blei, Ng & Jordan 2003) fitted by online variational Bayes (Hoffman, Blei &
+    Bach 2010) through scikit-learn's ``LatentDirichletAllocation`` (``engine.lda``).
+
+    vocab_size, topics: V and K, as for ProdLDA.
+    alpha: the Dirichlet prior on each document's topic proportions; None takes 1/K
+        (scikit-learn's default).
+    eta: the Dirichlet prior on each topic's word distribution; None takes 1/K.
+    learning_offset, learning_decay: the online step size rho_t = (offset + t)^-decay over the
+        mini-batch updates t; decay in (0.5, 1] guarantees convergence (Hoffman et al. 2010).
+    """
+
+    vocab_size: int = 2000
+    topics: int = 20
+    alpha: float | None = None
+    eta: float | None = None
+    learning_offset: float = 10.0
+    learning_decay: float = 0.7
+
+    def validate(self) -> "LdaConfig":
+        _check_range("vocab_size", self.vocab_size, 2, MAX_VOCAB, integer=True)
+        _check_range("topics", self.topics, 2, MAX_LATENT_DIM, integer=True)
+        for name in ("alpha", "eta"):
+            if getattr(self, name) is not None:
+                _check_range(name, getattr(self, name), 1e-4, 1e3)
+        _check_range("learning_offset", self.learning_offset, 1.0, 1e6)
+        _check_range("learning_decay", self.learning_decay, 0.5, 1.0)
+        return self
+
+    def prior_alpha(self) -> float:
+        return 1.0 / self.topics if self.alpha is None else float(self.alpha)
+
+    def prior_eta(self) -> float:
+        return 1.0 / self.topics if self.eta is None else float(self.eta)
+
+    def label(self) -> str:
+        """The model in a few words, for lists and captions."""
+        return f"LDA · K={self.topics} topics · V={self.vocab_size} words · alpha={self.prior_alpha():g}"
+
+
 # Each family's model config class, by the name ``config.json`` gives it.
-MODEL_CONFIGS: dict[str, type] = {"image_vae": ModelConfig, "external": ExternalModelConfig}
+MODEL_CONFIGS: dict[str, type] = {"image_vae": ModelConfig, "external": ExternalModelConfig,
+                                  "prodlda": TopicModelConfig, "lda": LdaConfig}
+# The families whose data is text (a bag-of-words corpus; ``data.text``).
+TEXT_FAMILIES = frozenset({"prodlda", "lda"})
 
 
 @dataclass
@@ -323,19 +367,26 @@ class RunConfig:
     family: Family = "image_vae"
     format_version: int = FORMAT_VERSION
 
+    @property
+    def is_text(self) -> bool:
+        """Whether the run models text (word counts) rather than images."""
+        return self.family in TEXT_FAMILIES
+
     def validate(self) -> "RunConfig":
         _check_literal("family", self.family, Family)
         if not isinstance(self.model, MODEL_CONFIGS[self.family]):
             raise ConfigError(f"the {self.family} family needs a {MODEL_CONFIGS[self.family].__name__}")
         self.model.validate()
         self.train.validate()
+        if self.family == "lda" and self.train.nproc > 1:
+            raise ConfigError("LDA trains in one process (scikit-learn's online variational Bayes): set nproc to 1")
         return self
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["model"]["input_shape"] = list(self.model.input_shape)
-        if "value_range" in d["model"]:
-            d["model"]["value_range"] = list(self.model.value_range)
+        for name, value in d["model"].items():  # JSON has lists, not tuples
+            if isinstance(value, tuple):
+                d["model"][name] = list(value)
         return d
 
     def to_json(self) -> str:

@@ -16,8 +16,9 @@ import torch
 
 from ..data.imageset import iter_float_batches
 from . import workers
-from .objectives import auto_chunk_size, elbo_terms, gaussian_kl_per_dim, iwae_bound
-from .protocol import device_of
+from .objectives import (auto_chunk_size, elbo_terms, gaussian_kl_per_dim, gaussian_kl_to_prior_per_dim, iwae_bound,
+                         prior_of)
+from .protocol import Posterior, device_of
 
 IWAE_CHUNK_FLOATS = 8_000_000  # decoder outputs per chunk in evaluate_iwae
 # ... for a model whose shortcut makes its decoder outputs a cache-sized block at a time on the
@@ -264,16 +265,20 @@ def posterior_stats(model, x, batch_size: int = 1000) -> dict[str, torch.Tensor]
         post = model.encode(xb)
         mus.append(post.mu)
         logvars.append(post.logvar)
-    return code_stats(torch.cat(mus), torch.cat(logvars))
+    return code_stats(torch.cat(mus), torch.cat(logvars), prior_of(model))
 
 
-def code_stats(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+def code_stats(mu: torch.Tensor, logvar: torch.Tensor, prior: "Posterior | None" = None) -> dict[str, torch.Tensor]:
     """Per-dimension statistics of posteriors mu, logvar (N, D) over a data set.
 
-    Returns mu, logvar, kl_per_dim (D,) mean KL per dimension in nats, mean_variance (D,) =
-    Var_x E_q[z_d], and active (D,) bool.
+    Returns mu, logvar, kl_per_dim (D,) mean KL per dimension in nats (to ``prior``, a model's own
+    diagonal Gaussian prior, or N(0, I) when None), mean_variance (D,) = Var_x E_q[z_d], and
+    active (D,) bool.
     """
-    kl = gaussian_kl_per_dim(mu, logvar).mean(0)
+    if prior is None:
+        kl = gaussian_kl_per_dim(mu, logvar).mean(0)
+    else:
+        kl = gaussian_kl_to_prior_per_dim(mu, logvar, prior.mu.to(mu), prior.logvar.to(mu)).mean(0)
     var = mu.var(0, unbiased=False) if len(mu) > 1 else torch.zeros(mu.shape[1], device=mu.device)
     return {"mu": mu, "logvar": logvar, "kl_per_dim": kl, "mean_variance": var, "active": var > ACTIVE_UNIT_THRESHOLD}
 

@@ -13,7 +13,10 @@ from torch import nn
 
 from .config import ConfigError, RunConfig
 from .external import ExternalVAE, build_inner, to_cpu_float
+from .lda import LdaModel
+from .prodlda import ProdLDA
 from .protocol import LatentModel
+from .topic_model import TopicModel
 from .vae import VAE
 
 
@@ -39,11 +42,13 @@ def _build_external(config: RunConfig, source: "ExternalSource | None") -> nn.Mo
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: its name in ``config.json``, a sentence for people, and its builder."""
+    """A model family: its name in ``config.json``, a sentence for people, its builder and the
+    contract its models keep (``LatentModel``, a VAE; ``TopicModel``; a topic VAE keeps both)."""
 
     name: str
     description: str
     build: Callable[[RunConfig, "ExternalSource | None"], nn.Module]
+    contracts: tuple[type, ...] = (LatentModel,)
 
 
 FAMILIES: dict[str, Family] = {
@@ -53,6 +58,10 @@ FAMILIES: dict[str, Family] = {
                lambda config, source: VAE(config.model)),
         Family("external", "a VAE trained elsewhere, imported with its own code (python -m vae_core import-model)",
                _build_external),
+        Family("prodlda", "ProdLDA, a topic-model VAE on word counts (Srivastava & Sutton 2017)",
+               lambda config, source: ProdLDA(config.model), (LatentModel, TopicModel)),
+        Family("lda", "classical LDA by online variational Bayes (scikit-learn; Hoffman, Blei & Bach 2010)",
+               lambda config, source: LdaModel(config.model), (TopicModel,)),
     )
 }
 
@@ -65,6 +74,14 @@ def build_model(config: RunConfig, external: ExternalSource | None = None) -> nn
     if family is None:
         raise ConfigError(f"unknown model family {config.family!r}: this build knows {', '.join(FAMILIES)}")
     model = family.build(config, external)
-    if not isinstance(model, LatentModel):  # a family's builder must honour the contract
-        raise TypeError(f"the {config.family} family built a {type(model).__name__}, which is not a LatentModel")
+    for contract in family.contracts:  # a family's builder must honour its contracts
+        if not isinstance(model, contract):
+            raise TypeError(f"the {config.family} family built a {type(model).__name__}, "
+                            f"which is not a {contract.__name__}")
     return model
+
+
+def is_latent_model(config: RunConfig) -> bool:
+    """Whether the config's family builds a VAE (``LatentModel``): encode, decode, ELBO."""
+    family = FAMILIES.get(config.family)
+    return family is not None and LatentModel in family.contracts

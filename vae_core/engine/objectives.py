@@ -236,6 +236,17 @@ def multinomial_log_likelihood(counts: torch.Tensor, log_probs: torch.Tensor,
     return words + multinomial_log_coefficient(counts)
 
 
+def perplexity_from_bound(total_log_bound: float, total_words: float) -> float:
+    """exp(-sum_d bound_d / sum_d n_d): the perplexity implied by a lower bound on the log
+    probability of the corpus' word sequences (no multinomial coefficient), in nats. A lower
+    bound gives an upper bound on the perplexity. This is the corpus-level definition (Blei, Ng &
+    Jordan 2003, section 7.1; scikit-learn's); NVDM and ProdLDA's papers average the per-document ratio
+    instead, exp(-(1/D) sum_d bound_d / n_d), which weighs short documents more."""
+    if not total_words > 0:
+        raise ValueError("perplexity needs at least one word")
+    return float(math.exp(-float(total_log_bound) / float(total_words)))
+
+
 def sample_posterior(post: Posterior, n_samples: int, generator: torch.Generator | None = None,
                      shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """Reparameterised draws z = mu + sigma * eps, eps ~ N(0, I): (S, B, D).

@@ -105,7 +105,9 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     The fused one is a ``LeanAdam``: the same kernel with less Python around it.
     CUDA graphs, torch.compile and bf16 autocast stay off until measured on a GPU.
     """
+    # A model may ask for its own moment decay rates (ProdLDA: beta1 = 0.99, as its paper trains it).
+    betas = tuple(getattr(model, "adam_betas", (0.9, 0.999)))
     try:
-        return LeanAdam(model.parameters(), lr=float(lr), fused=True)
+        return LeanAdam(model.parameters(), lr=float(lr), betas=betas, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=betas, foreach=True)

@@ -68,6 +68,11 @@ class ShiftBatchNorm(nn.Module):
 class ProdLDA(nn.Module):
     """ProdLDA sized from ``TopicModelConfig``: latent_dim = K topics over V words."""
 
+    # Adam's moment decay rates for this model (``optim.make_optimizer``): Srivastava & Sutton
+    # (2017, section 3.3) train with a high first-moment decay, 0.99, against the component
+    # collapse where a few topics take every document early in training.
+    adam_betas = (0.99, 0.999)
+
     def __init__(self, config: TopicModelConfig):
         super().__init__()
         config.validate()
@@ -150,6 +155,25 @@ class ProdLDA(nn.Module):
         """The decoder's word distribution for a document wholly about one topic (theta = e_k),
         with the batch norm's running statistics: (K, V), each row summing to 1."""
         return torch.softmax(self.word_bn.with_running_stats(self.beta), dim=-1)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @torch.no_grad()
+    def word_probs(self, theta: torch.Tensor) -> torch.Tensor:
+        """The decoder's word distribution for topic proportions theta (..., K), with the batch
+        norm's running statistics (eval mode's decoder without dropout): (..., V)."""
+        lead = theta.shape[:-1]
+        flat = theta.reshape(-1, theta.shape[-1]).to(self.beta)
+        return torch.softmax(self.word_bn.with_running_stats(flat @ self.beta), dim=-1).reshape(*lead, -1)
+
+    def sample_theta(self, n: int, seed: int = 0) -> torch.Tensor:
+        """n topic-proportion vectors softmax(z), z ~ p(z) (the logistic-normal prior), (n, K)."""
+        g = torch.Generator().manual_seed(seed)
+        eps = torch.randn(n, self.latent_dim, generator=g)
+        z = self.prior_mu.cpu() + (0.5 * self.prior_logvar.cpu()).exp() * eps
+        return torch.softmax(z, dim=-1)
 
     @torch.no_grad()
     def topic_proportions(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..engine.objectives import prior_of
 from ..runs.rundir import Snapshot
 from ..runs.summary import read_summary, summary_of_codes
 from .codes import BATCH, Codes, LatentSummary, _image_batches, _n_examples
@@ -55,7 +56,7 @@ def encoded_test_set(snap: Snapshot, x_test, progress: Callable[[int, int], None
     published = s is not None and len(s.mu) == _n_examples(x_test)
     if not published:
         mu, logvar = _posteriors(snap.model, x_test, batch_size, progress)
-        s = summary_of_codes(mu, logvar, snap.step)
+        s = summary_of_codes(mu, logvar, snap.step, prior_of(snap.model))
     codes = Codes(mu=s.mu, sigma=np.exp(0.5 * s.logvar).astype(np.float32))
     return EncodedTestSet(codes, LatentSummary.from_stats(s.kl_per_dim, s.mean_variance),
                        PcaAxes(s.pca_mean, s.pca_components, s.pca_explained), published)

@@ -35,7 +35,6 @@ bounded whatever the resolution.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable

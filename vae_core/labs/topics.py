@@ -7,6 +7,7 @@ SciPy CSR matrix or a dense array.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 import math
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
@@ -16,7 +17,7 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ..engine.objectives import elbo_terms, multinomial_log_coefficient
+from ..engine.objectives import elbo_terms, multinomial_log_coefficient, perplexity_from_bound  # noqa: F401 (re-exported)
 
 
 # --- Reading topics -----------------------------------------------------------------------
@@ -84,17 +85,6 @@ def topic_diversity(top_words: Sequence[Sequence[int]], n: int = 25) -> float:
 
 
 # --- Perplexity ---------------------------------------------------------------------------
-def perplexity_from_bound(total_log_bound: float, total_words: float) -> float:
-    """exp(-sum_d bound_d / sum_d n_d): the perplexity implied by a lower bound on the log
-    probability of the corpus' word sequences (no multinomial coefficient), in nats. A lower
-    bound gives an upper bound on the perplexity. This is the corpus-level definition (Blei, Ng &
-    Jordan 2003, section 7.1; scikit-learn's); NVDM and ProdLDA's papers average the per-document ratio
-    instead, exp(-(1/D) sum_d bound_d / n_d), which weighs short documents more."""
-    if not total_words > 0:
-        raise ValueError("perplexity needs at least one word")
-    return float(math.exp(-float(total_log_bound) / float(total_words)))
-
-
 @torch.no_grad()
 def elbo_perplexity(model, counts, samples: int = 20, batch_size: int = 512, seed: int = 0) -> float:
     """A model's ELBO perplexity on a corpus (documents x V counts): ``perplexity_from_bound`` of
@@ -262,3 +252,67 @@ def lda_perplexity(lda, counts) -> float:
     these documents, plus the topics' term E_q[log p(beta | eta) - log q(beta | lambda)] once
     for the whole set. So: the variational bound per word, an upper bound on the perplexity."""
     return float(lda.perplexity(sp.csr_matrix(counts, dtype=np.float64)))
+
+
+# --- A topic model's report card ---------------------------------------------------------------
+TOP_WORDS = 10  # words per topic for NPMI and for display (the usual choice; Lau et al. 2014)
+DIVERSITY_WORDS = 25
+
+
+@dataclass(frozen=True, eq=False)
+class TopicReport:
+    """What the issue asks of every topic model, on its run's test documents.
+
+    topic_word: (K, V) each topic's word distribution (rows sum to 1).
+    top_words: each topic's ``TOP_WORDS`` most probable words, most probable first.
+    npmi_per_topic, npmi: NPMI coherence of those words by test-document co-occurrence.
+    diversity: unique words among every topic's top ``DIVERSITY_WORDS``.
+    perplexity: per word, from the bound ``perplexity_bound`` names.
+    """
+
+    topic_word: np.ndarray
+    top_words: list[list[str]]
+    npmi_per_topic: np.ndarray
+    npmi: float
+    diversity: float
+    perplexity: float
+    perplexity_bound: str
+
+    def record(self) -> dict:
+        """JSON-ready: ``eval --json``'s topic fields."""
+        return {"npmi": self.npmi, "npmi_per_topic": [round(float(v), 4) for v in self.npmi_per_topic],
+                "diversity": self.diversity, "perplexity": self.perplexity,
+                "perplexity_bound": self.perplexity_bound, "topics": self.top_words}
+
+
+def topic_report(model, vocab: Sequence[str], counts, samples: int = 20, seed: int = 0) -> TopicReport:
+    """The report of a topic model (``engine.topic_model.TopicModel``) over the test counts
+    ``counts`` (documents x V, a CountSet or CSR), with ``vocab`` naming the words."""
+    x = counts.csr if hasattr(counts, "csr") else sp.csr_matrix(counts)
+    topic_word = model.topic_word_probs().detach().cpu().numpy().astype(np.float64)
+    ids = top_words(topic_word, max(TOP_WORDS, DIVERSITY_WORDS))
+    mean, per_topic = npmi([row[:TOP_WORDS] for row in ids], x)
+    if hasattr(model, "evaluate"):  # LDA: scikit-learn's own bound
+        _, perplexity = model.evaluate(x)
+        bound = ("scikit-learn's variational bound of online LDA (q(theta) fitted per test document, q(beta)'s "
+                 "term once for the set), per word: an upper bound on the perplexity")
+    else:
+        perplexity = elbo_perplexity(model, x, samples=samples, seed=seed)
+        bound = (f"the ELBO with {samples} samples of z per test document, less each document's multinomial "
+                 "coefficient, per word: an upper bound on the perplexity")
+    return TopicReport(topic_word, [[vocab[i] for i in row[:TOP_WORDS]] for row in ids], per_topic, mean,
+                       topic_diversity(ids, DIVERSITY_WORDS), perplexity, bound)
+
+
+@torch.no_grad()
+def iwae_perplexity(model, counts, k: int, seed: int = 0) -> float:
+    """ProdLDA's perplexity from the importance-weighted bound with ``k`` samples (Burda et al.
+    2016), less each document's multinomial coefficient: a tighter upper bound than the ELBO's."""
+    from ..data.text import CountSet
+    from ..engine.evaluate import evaluate_iwae
+
+    x = counts.csr if hasattr(counts, "csr") else sp.csr_matrix(counts)
+    cs = CountSet(sp.csr_matrix(x, dtype=np.float32))
+    mean_bound = evaluate_iwae(model, cs, k=k, seed=seed)
+    coefficients = sum(float(multinomial_log_coefficient(xb.double()).sum()) for xb in cs.batches(1000, "cpu"))
+    return perplexity_from_bound(mean_bound * len(cs) - coefficients, float(x.sum()))

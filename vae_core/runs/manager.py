@@ -17,6 +17,7 @@ Moving runs: ``export_zip`` packs a run's files; ``import_zip`` takes such a zip
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import io
 import json
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..engine.config import ModelConfig, RunConfig, TrainConfig
+from ..engine.config import MODEL_CONFIGS, TEXT_FAMILIES, ConfigError, ModelConfig, RunConfig, TrainConfig
 from ..engine.recipe import apply_recipe
 from . import rundir as rd
 from .external_source import EXTERNAL
@@ -73,7 +74,8 @@ class StartResult:
 
 def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, channels: int | None = None,
                    model: dict | None = None, train: dict | None = None,
-                   progress: Callable[[int, int], None] | None = None, data=None) -> RunConfig:
+                   progress: Callable[[int, int], None] | None = None, data=None,
+                   family: str | None = None) -> RunConfig:
     """A validated RunConfig whose model input shape is read from the dataset itself.
 
     Settings the caller leaves out (or passes as None) that the recipe for this data shape and
@@ -83,7 +85,12 @@ def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, cha
     data: the dataset, when the caller has loaded it already (only its image shape is read).
     """
     from ..data import load_dataset
+    from ..data.text import is_text_spec
 
+    if family is None:
+        family = "prodlda" if is_text_spec(dataset) else "image_vae"
+    if family in TEXT_FAMILIES:
+        return new_topic_run_config(dataset, family, model=model, train=train, data=data)
     if data is None:
         data = load_dataset(dataset, image_size=image_size, channels=channels, progress=progress)
     shape = tuple(data.image_shape)
@@ -93,9 +100,46 @@ def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, cha
     return RunConfig(model=mc, train=tc).validate()
 
 
+# What a topic run trains with unless told otherwise (bench/RESULTS.md, "Topic models"): ProdLDA
+# as Srivastava & Sutton (2017) train it (Adam at 2e-3 with beta1 0.99, batches of 200), here
+# with the cosine schedule; LDA as scikit-learn's online VB defaults. Neither holds out a
+# validation split: on 20 Newsgroups ProdLDA's validation ELBO peaked at epoch 6 while its test
+# ELBO and its topics went on improving to epoch 15 and beyond, so early stopping on it would end
+# the run with worse topics (and LDA has no gradient training to stop).
+TOPIC_TRAIN_DEFAULTS = {
+    "prodlda": {"epochs": 100, "batch_size": 200, "lr": 2e-3, "warmup_steps": 0, "validation_fraction": 0.0,
+                "patience": 0},
+    "lda": {"epochs": 10, "batch_size": 128, "validation_fraction": 0.0, "patience": 0},
+}
+
+
+def new_topic_run_config(dataset: str, family: str, *, model: dict | None = None, train: dict | None = None,
+                         data=None) -> RunConfig:
+    """A validated config of a topic model (``prodlda`` or ``lda``) on the text corpus ``dataset``:
+    its vocabulary size is the one the corpus gives (at most ``model["vocab_size"]``, default
+    2,000), and a corpus with fewer documents than topics is refused."""
+    from ..data.text import DEFAULT_VOCAB_SIZE, check_corpus, load_text_dataset
+
+    model = {k: v for k, v in (model or {}).items() if v is not None}
+    train = {**TOPIC_TRAIN_DEFAULTS[family], **{k: v for k, v in (train or {}).items() if v is not None}}
+    klass = MODEL_CONFIGS[family]
+    unknown = set(model) - {f.name for f in dataclasses.fields(klass)}
+    if unknown:
+        raise ConfigError(f"{family} has no setting {', '.join(sorted(unknown))}")
+    vocab_size = int(model.pop("vocab_size", DEFAULT_VOCAB_SIZE))
+    mc = klass(vocab_size=2, **model).validate()  # the settings are checked before the corpus is read
+    if data is None:
+        data = load_text_dataset(dataset, vocab_size=vocab_size, seed=int(train.get("seed", 0)))
+    check_corpus(data, mc.topics)
+    mc.vocab_size = len(data.vocabulary)
+    return RunConfig(model=mc, train=TrainConfig(dataset=dataset, **train), family=family).validate()
+
+
 def default_run_name(config: RunConfig) -> str:
     """A readable name such as ``mnist-mlp-z16-20240101-120000`` (before ``unique_name``)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    if config.is_text:
+        return f"{config.train.dataset.split(':')[0]}-{config.family}-k{config.model.topics}-{stamp}"
     return f"{config.train.dataset.split(':')[0]}-{config.model.body}-z{config.model.latent_dim}-{stamp}"
 
 

@@ -22,6 +22,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..engine.evaluate import code_stats, posterior_stats, principal_axes
+from ..engine.objectives import prior_of
+from ..engine.protocol import Posterior
 from . import rundir as rd
 
 SUMMARY = "summary.safetensors"
@@ -45,12 +47,13 @@ class SnapshotSummary:
 def summarise(model, x: torch.Tensor, step: int) -> SnapshotSummary:
     """The summary of ``x`` under ``model`` (any ``LatentModel``), computed here and now."""
     stats = posterior_stats(model, x)
-    return summary_of_codes(stats["mu"], stats["logvar"], step)
+    return summary_of_codes(stats["mu"], stats["logvar"], step, prior_of(model))
 
 
-def summary_of_codes(mu: torch.Tensor, logvar: torch.Tensor, step: int) -> SnapshotSummary:
-    """The summary from posteriors already computed (the trainer's end-of-epoch evaluation)."""
-    stats = code_stats(mu, logvar)
+def summary_of_codes(mu: torch.Tensor, logvar: torch.Tensor, step: int, prior: Posterior | None = None) -> SnapshotSummary:
+    """The summary from posteriors already computed (the trainer's end-of-epoch evaluation);
+    ``prior``: the model's own prior when it has one (``objectives.prior_of``)."""
+    stats = code_stats(mu, logvar, prior)
     as_np = lambda t: t.detach().to("cpu", torch.float32).numpy()  # noqa: E731
     mu_np = as_np(mu)
     mean, comps, ratio = principal_axes(mu_np, k=2)
