@@ -30,6 +30,7 @@ SECTIONS = {
         ("pages/lab_marginal_likelihood.py", "Marginal likelihood", ":material/balance:"),
         ("pages/lab_beta.py", "β and the decoder", ":material/stacked_line_chart:"),
         ("pages/lab_disentanglement.py", "Disentanglement", ":material/extension:"),
+        ("pages/lab_topics.py", "Topic models", ":material/topic:"),
     ],
 }
 nav = {

@@ -93,6 +93,11 @@ def snapshot(name: str) -> rd.Snapshot | None:
 
 
 def run_dataset(snap: rd.Snapshot) -> Dataset | None:
+    """The run's image dataset, or None after saying why (a topic-model run's corpus is
+    ``text_runs.corpus``)."""
+    if snap.config.is_text:
+        st.info("This is a topic model on text: this view is for image models.")
+        return None
     tc = snap.config.train
     try:
         return dataset(tc.dataset, tc.image_size, tc.channels, tc.seed)
