@@ -848,17 +848,18 @@ def _check_seed(seed) -> None:
 
 def load_text_dataset(spec: str, *, vocab_size: int = DEFAULT_VOCAB_SIZE, min_df: int | float = DEFAULT_MIN_DF,
                       max_df: int | float = DEFAULT_MAX_DF, seed: int = 0,
-                      cache_dir: str | Path | None = None) -> TextDataset:
+                      cache_dir: str | Path | None = None, drop_encoded_lines: bool = True) -> TextDataset:
     """Load a text corpus by spec and count its words over a vocabulary fitted on its training
     documents. Deterministic for a given (spec, options, seed); offline only.
 
     vocab_size: how many words the vocabulary keeps at most (the most frequent ones).
     min_df, max_df: document-frequency bounds of a vocabulary word (see :class:`VectorizerOptions`).
+    drop_encoded_lines: leave out lines without a space of 40+ characters (see :class:`VectorizerOptions`).
     seed: chooses the train/test split of the user's text (20 Newsgroups has its own).
     Notes on skipped files and on the cache are issued as RuntimeWarnings; how many documents
     had no vocabulary word (and were dropped) is in the dataset's notes only.
     """
-    options = VectorizerOptions(vocab_size, min_df, max_df)
+    options = VectorizerOptions(vocab_size, min_df, max_df, drop_encoded_lines=drop_encoded_lines)
     _check_seed(seed)
     source = _source(spec)
     root = cache.cache_root(cache_dir)

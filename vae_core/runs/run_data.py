@@ -28,11 +28,15 @@ def load_run_data(config: RunConfig, run_dir: str | Path | None = None,
     stored = run_vocabulary(run_dir) if run_dir is not None and (Path(run_dir) / VOCAB).exists() else None
     options = stored.options if stored is not None else None
     data = load_text_dataset(tc.dataset, vocab_size=config.model.vocab_size, seed=tc.seed,
-                             **({"min_df": options.min_df, "max_df": options.max_df} if options else {}))
+                             **({"min_df": options.min_df, "max_df": options.max_df,
+                                 "drop_encoded_lines": options.drop_encoded_lines} if options else {}))
     if stored is not None and tuple(stored.words) != tuple(data.vocabulary.words):
-        raise DatasetError(f"{tc.dataset} now gives another vocabulary than this run's ({len(data.vocabulary):,} "
-                           f"words against the run's {len(stored):,}): the corpus has changed since the run "
-                           "started. Its topics and samples still show; start a new run to model the corpus as it is")
+        differ = sorted(set(stored.words) ^ set(data.vocabulary.words))
+        what = (f"{len(differ):,} words differ, such as {', '.join(repr(w) for w in differ[:3])}" if differ
+                else "the same words in another order")
+        raise DatasetError(f"{tc.dataset} now gives another vocabulary than this run's ({what}): the corpus, or the "
+                           "way text is counted, has changed since the run started. Its topics and samples still "
+                           "show; start a new run to model the corpus as it is")
     if len(data.vocabulary) != config.model.vocab_size:
         raise DatasetError(f"{tc.dataset} gives a vocabulary of {len(data.vocabulary):,} words, but the model has "
                            f"{config.model.vocab_size:,}")
