@@ -101,13 +101,15 @@ def new_run_config(dataset: str = "mnist", *, image_size: int | None = None, cha
 
 
 # What a topic run trains with unless told otherwise (bench/RESULTS.md, "Topic models"): ProdLDA
-# as Srivastava & Sutton (2017) train it (Adam at 2e-3 with beta1 0.99, batches of 200), here
-# with the cosine schedule; LDA as scikit-learn's online VB defaults. Neither holds out a
+# as Srivastava & Sutton (2017) train it (Adam at 2e-3 with beta1 0.99) but in batches of 64, not
+# 200, with the cosine schedule: on 20 Newsgroups (K = 20, 100 epochs) the smaller batches' extra
+# steps gave NPMI 0.248 against 0.214 and perplexity 1,071 against 1,141, in about 3 minutes on
+# 2 cores. LDA as scikit-learn's online VB defaults. Neither holds out a
 # validation split: on 20 Newsgroups ProdLDA's validation ELBO peaked at epoch 6 while its test
 # ELBO and its topics went on improving to epoch 15 and beyond, so early stopping on it would end
 # the run with worse topics (and LDA has no gradient training to stop).
 TOPIC_TRAIN_DEFAULTS = {
-    "prodlda": {"epochs": 100, "batch_size": 200, "lr": 2e-3, "warmup_steps": 0, "validation_fraction": 0.0,
+    "prodlda": {"epochs": 100, "batch_size": 64, "lr": 2e-3, "warmup_steps": 0, "validation_fraction": 0.0,
                 "patience": 0},
     "lda": {"epochs": 10, "batch_size": 128, "validation_fraction": 0.0, "patience": 0},
 }
