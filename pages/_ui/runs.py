@@ -96,7 +96,9 @@ def run_dataset(snap: rd.Snapshot) -> Dataset | None:
     """The run's image dataset, or None after saying why (a topic-model run's corpus is
     ``text_runs.corpus``)."""
     if snap.config.is_text:
-        st.info("This is a topic model on text: this view is for image models.")
+        st.info(f"**{snap.run_dir.name}** is a topic model on text ({snap.config.model.label()}): this view is for "
+                "VAEs on images. Its topics are on the explorer pages and in the **Topic models** lab; choose an "
+                "image run in the sidebar for this one.")
         return None
     tc = snap.config.train
     try:
