@@ -9,8 +9,8 @@ import threading
 
 import streamlit as st
 
-from vae_core.data import load_dataset
 from vae_core.runs.manager import RunManager
+from vae_core.runs.run_data import load_run_data
 
 log = logging.getLogger("latent_explorer.pages")
 WARM_RUNS = 2  # the newest runs: the ones a page is likely to open first
@@ -24,9 +24,10 @@ def _warm(root) -> None:
         seen = set()
         for run in RunManager(root).list_runs()[:WARM_RUNS]:
             tc = run.config.train if run.config else None
-            if tc is not None and (key := (tc.dataset, tc.image_size, tc.channels, tc.seed)) not in seen:
+            key = tc and (tc.dataset, tc.image_size, tc.channels, tc.seed, run.config.is_text and run.name)
+            if tc is not None and key not in seen:
                 seen.add(key)
-                load_dataset(tc.dataset, image_size=tc.image_size, channels=tc.channels, seed=tc.seed)
+                load_run_data(run.config, run.path)  # images, or a topic run's corpus over its vocabulary
     except Exception:  # a warm-up must never take the app down; the page will say what is wrong
         log.warning("warm-up failed", exc_info=True)
 

@@ -1,7 +1,6 @@
 """The validation split, the best snapshot and early stopping, on real runs (scikit-learn digits)."""
 import numpy as np
 import pytest
-import torch
 
 from tests.conftest import tiny_config
 from vae_core.data import load_dataset, split_digest, validation_split

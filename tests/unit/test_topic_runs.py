@@ -4,16 +4,26 @@ import json
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TEXT_THEMES, ROOT, tiny_topic_config, wait_for, write_text_corpus
+from tests.conftest import (
+    ROOT,
+    TEXT_THEMES,
+    tiny_topic_config,
+    wait_for,
+    write_text_corpus,
+)
 from vae_core.data import DatasetError
-from vae_core.engine.config import ConfigError, LdaConfig, RunConfig, TopicModelConfig, TrainConfig
+from vae_core.engine.config import (
+    ConfigError,
+    LdaConfig,
+    RunConfig,
+    TopicModelConfig,
+    TrainConfig,
+)
 from vae_core.engine.lda import LdaModel
 from vae_core.engine.prodlda import ProdLDA
 from vae_core.engine.topic_model import TopicModel

@@ -87,6 +87,8 @@ def test_top_words_and_perplexity_from_a_bound():
     assert perplexity_from_bound(-100 * math.log(7), 100) == pytest.approx(7.0)
     with pytest.raises(ValueError):
         perplexity_from_bound(-1.0, 0)
+    # a bound so bad that exp overflows is an infinite perplexity, not a crash
+    assert perplexity_from_bound(-1e6, 10) == math.inf
 
 
 # --- ProdLDA and the protocol -----------------------------------------------------------------

@@ -244,7 +244,8 @@ def perplexity_from_bound(total_log_bound: float, total_words: float) -> float:
     instead, exp(-(1/D) sum_d bound_d / n_d), which weighs short documents more."""
     if not total_words > 0:
         raise ValueError("perplexity needs at least one word")
-    return float(math.exp(-float(total_log_bound) / float(total_words)))
+    exponent = -float(total_log_bound) / float(total_words)
+    return math.inf if exponent > 700.0 else float(math.exp(exponent))  # a bound that bad says nothing finite
 
 
 def sample_posterior(post: Posterior, n_samples: int, generator: torch.Generator | None = None,

@@ -374,8 +374,8 @@ class TrainLoop:
                   "test_log_likelihood": ev.log_likelihood, "test_kl": ev.kl, "wall_s": time.time() - self.t_start}
         if val is not None:
             record["val_elbo"] = val
-        if self.test_words:
-            record["test_perplexity"] = self.elbo_perplexity(ev.elbo)
+        if self.test_words and math.isfinite(perplexity := self.elbo_perplexity(ev.elbo)):
+            record["test_perplexity"] = perplexity  # JSON has no infinity: an untrained model's goes unrecorded
         self.emit(record)
         self.status.update(epoch=epoch + 1, test_elbo=ev.elbo)
         gap = min(self.tc.snapshot_every_s, EPOCH_SNAPSHOT_GAP_S)
