@@ -203,3 +203,21 @@ def test_cli_refuses_bad_topic_settings_in_one_line(tmp_path):
         out = subprocess.run([sys.executable, "-m", "vae_core", "train", *flags, "--run-dir", str(tmp_path / "r")],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (flags, out.stderr)
+
+
+def test_a_topic_run_moves_as_a_zip_with_its_vocabulary(text_runs, tmp_path):
+    from vae_core.runs.manager import RunManager
+
+    m = RunManager(tmp_path / "runs")
+    data = RunManager(text_runs).export_zip("topics")
+    name = m.import_zip(data, name="moved")
+    moved = m.path(name)
+    assert (moved / VOCAB).read_text() == (text_runs / "topics" / VOCAB).read_text()
+    snap = rd.load_snapshot(moved)
+    assert torch.equal(snap.model.topic_word_probs(), rd.load_snapshot(text_runs / "topics").model.topic_word_probs())
+    # without its vocabulary a topic run cannot be explored: refused, and nothing is written
+    config = (text_runs / "topics" / rd.CONFIG).read_bytes()
+    weights = (text_runs / "topics" / rd.WEIGHTS).read_bytes()
+    with pytest.raises(rd.RunError, match="vocab.json must come with it"):
+        m.import_run("bare", config, weights)
+    assert not m.path("bare").exists()

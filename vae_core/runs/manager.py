@@ -35,10 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..engine.config import MODEL_CONFIGS, TEXT_FAMILIES, ConfigError, ModelConfig, RunConfig, TrainConfig
+from ..data.text import Vocabulary, save_vocabulary
+from ..engine.config import (
+    MODEL_CONFIGS,
+    TEXT_FAMILIES,
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from ..engine.recipe import apply_recipe
 from . import rundir as rd
 from .external_source import EXTERNAL
+from .run_data import VOCAB
 from .trainer import SHARE_CPU_ENV
 
 DEFAULT_RUNS_DIR = "runs"
@@ -46,10 +55,10 @@ RUNS_ENV = "LATENT_EXPLORER_RUNS"
 # What a run's zip holds, and the limits an upload is held to. Weights are the only large
 # file; a zip bomb is refused by its declared sizes and by its compression ratio (a run's
 # files compress a few times at most, a bomb hundreds of times) before anything is inflated.
-ARCHIVE_FILES = (rd.CONFIG, rd.WEIGHTS, rd.BEST, rd.METRICS, rd.STATUS)
+ARCHIVE_FILES = (rd.CONFIG, rd.WEIGHTS, rd.BEST, rd.METRICS, rd.STATUS, VOCAB)
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
 MAX_FILE_BYTES = {rd.CONFIG: 1_000_000, rd.WEIGHTS: MAX_IMPORT_BYTES, rd.BEST: MAX_IMPORT_BYTES,
-                  rd.METRICS: 64 * 1024 * 1024, rd.STATUS: 1_000_000}
+                  rd.METRICS: 64 * 1024 * 1024, rd.STATUS: 1_000_000, VOCAB: 32 * 1024 * 1024}
 MAX_ZIP_MEMBERS = 8
 MAX_ZIP_RATIO = 100
 # Workers run as `python -m vae_core` from the folder that holds the package.
@@ -135,6 +144,24 @@ def new_topic_run_config(dataset: str, family: str, *, model: dict | None = None
     check_corpus(data, mc.topics)
     mc.vocab_size = len(data.vocabulary)
     return RunConfig(model=mc, train=TrainConfig(dataset=dataset, **train), family=family).validate()
+
+
+def _uploaded_vocabulary(config: RunConfig, data: bytes | None):
+    """A topic run's uploaded vocabulary, checked against its config (None for an image run)."""
+    if not config.is_text:
+        return None
+    if data is None:
+        raise rd.RunError("This is a topic model: its vocab.json must come with it. Upload the run's .zip "
+                          "(Download on the Train page), which carries it.")
+    if len(data) > MAX_FILE_BYTES[VOCAB]:
+        raise rd.RunError("vocab.json is too large to be a Latent Explorer vocabulary.")
+    try:
+        vocab = Vocabulary.from_record(json.loads(data.decode("utf-8")), "vocab.json")
+    except (UnicodeDecodeError, ValueError) as e:  # DatasetError is a ValueError
+        raise rd.RunError(f"vocab.json cannot be read: {e}") from None
+    if len(vocab) != config.model.vocab_size:
+        raise rd.RunError(f"vocab.json has {len(vocab):,} words but the model has {config.model.vocab_size:,}")
+    return vocab
 
 
 def default_run_name(config: RunConfig) -> str:
@@ -334,7 +361,7 @@ class RunManager:
         if rd.METRICS in files:
             metrics = rd.parse_metrics(files[rd.METRICS].decode("utf-8", errors="replace"))
         return self._import(name, files[rd.CONFIG], files[rd.WEIGHTS], metrics, default_name=folder or "imported",
-                            best_bytes=files.get(rd.BEST))
+                            best_bytes=files.get(rd.BEST), vocab_bytes=files.get(VOCAB))
 
     def import_run(self, name: str, config_bytes: bytes, weights_bytes: bytes) -> str:
         """Add a run from an uploaded config.json and weights.safetensors, after checking that the
@@ -343,8 +370,10 @@ class RunManager:
         return self._import(name, config_bytes, weights_bytes, None)
 
     def _import(self, name: str | None, config_bytes: bytes, weights_bytes: bytes, metrics: list[dict] | None,
-                default_name: str = "imported", best_bytes: bytes | None = None) -> str:
-        """best_bytes: the run's best snapshot, when it has one; it must load like the weights."""
+                default_name: str = "imported", best_bytes: bytes | None = None,
+                vocab_bytes: bytes | None = None) -> str:
+        """best_bytes: the run's best snapshot, when it has one; it must load like the weights.
+        vocab_bytes: a topic run's vocab.json, which it needs (read as JSON, its size checked)."""
         if (len(config_bytes) > MAX_FILE_BYTES[rd.CONFIG] or len(weights_bytes) > MAX_FILE_BYTES[rd.WEIGHTS]
                 or len(best_bytes or b"") > MAX_FILE_BYTES[rd.BEST]):
             raise rd.RunError("The uploaded files are too large to be a Latent Explorer run.")
@@ -356,6 +385,7 @@ class RunManager:
             raise rd.RunError(f"config.json is not a valid run config: {e}") from None
         if config.family == "external":
             raise rd.RunError(UPLOADED_FACTORY_REFUSED)
+        vocab = _uploaded_vocabulary(config, vocab_bytes)
         with self.locked():
             name = self.unique_name(default_name) if name is None else name
             final = self.path(name)
@@ -371,6 +401,8 @@ class RunManager:
                     (staging / rd.BEST).write_bytes(best_bytes)
                     rd.load_weights_file(staging / rd.BEST, config)  # refused like the weights if broken
                 rd.write_config(staging, config)
+                if vocab is not None:
+                    save_vocabulary(staging / VOCAB, vocab)
                 if metrics:
                     rd.atomic_write_bytes(staging / rd.METRICS, "".join(json.dumps(r) + "\n" for r in metrics).encode())
                 rd.write_status(staging, state="stopped", step=snap.step, epoch=snap.epoch, heartbeat=time.time(),
