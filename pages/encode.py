@@ -1,5 +1,6 @@
 """Encode your image: upload or draw a picture, see it as the model sees it, its posterior and
-reconstruction, where it lands in latent space and which training images it is closest to.
+reconstruction, where it lands in latent space and which training images it is closest to. On a
+topic model: paste or upload a text, see its topic mixture and the nearest posts (``_ui.text_explore``).
 
 Session state (``_ui.state``): ENCODED_UPLOAD, the last successful encode (drawn as a star on
 Latent space); TRAVERSE_BASE, set by "Traverse from this image"; the last import per input
@@ -14,7 +15,7 @@ import streamlit as st
 
 from pages import _ui
 from pages._ui import figures as figs
-from pages._ui import state
+from pages._ui import state, text_explore
 from vae_core import explore
 from vae_core.data.upload import ImportedImage, import_array, import_image
 
@@ -24,6 +25,7 @@ MAX_SCATTER = 5000  # test codes drawn on the scatter (enough to show the cluste
 N_NEIGHBOURS = 8
 STAR = dict(symbol="star", size=26, color="#111", line=dict(color="white", width=2))
 
+text_explore.route(text_explore.encode_page)  # a topic model: its own page, then stop
 st.title("Encode your image")
 run, snap, data = _ui.page_context("Encode your image")
 model, D = snap.model, snap.model.latent_dim

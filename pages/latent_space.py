@@ -1,5 +1,6 @@
 """Latent space: where the encoder puts the test set, what each region decodes to, and which
-latent dimensions the model actually uses.
+latent dimensions the model actually uses; for a topic model, the test documents by their topic
+proportions, a click reading the post (``_ui.text_views``).
 
 Session state (``_ui.state``): SELECTED_POINT (the clicked test image), TRAVERSE_BASE (set by
 "Traverse from here"), ENCODED_UPLOAD (set by Encode, drawn here as a star), LS_TSNE (the
@@ -10,13 +11,16 @@ import streamlit as st
 
 from pages import _ui
 from pages._ui import figures as figs
-from pages._ui import state, views
+from pages._ui import state, text_runs, text_views, views
 from vae_core import explore
 
 MAX_POINTS = 1000  # test codes on the scatter: plenty to see structure, and t-SNE stays ~10 s
 N_ELLIPSES = 60
 
 st.title("Latent space")
+if (text := text_runs.text_page_context("Latent space")) is not None:
+    text_views.latent_space(text)
+    st.stop()
 name, snap, data = _ui.page_context("Latent space")
 st.caption("The encoder maps each test image x to a Gaussian q(z|x) = N(μ, σ²). Each dot is one image's μ, "
            "coloured by its class. Click a dot to see the image, its reconstruction and its code.")

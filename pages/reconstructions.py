@@ -1,4 +1,5 @@
-"""Reconstructions: test images beside what the VAE makes of them, each scored by its loss.
+"""Reconstructions: test images beside what the VAE makes of them, each scored by its loss; for
+a topic model, a test document's words beside its reconstruction's (``_ui.text_views``).
 
 Session state (``_ui.state``): RECON_SEED, the seed of the random pick (Re-pick adds 1);
 RECON_SHOWN, the global test indices in the top grid; RECON_RANKED, the worst/best ranking.
@@ -7,12 +8,15 @@ import numpy as np
 import streamlit as st
 
 from pages import _ui
-from pages._ui import state
+from pages._ui import state, text_runs, text_views
 from vae_core import explore
 
 N_BEST_WORST = 8
 
 st.title("Reconstructions")
+if (text := text_runs.text_page_context("Reconstructions")) is not None:
+    text_views.reconstructions(text)
+    st.stop()
 name, snap, data = _ui.page_context("Reconstructions")
 
 st.caption(

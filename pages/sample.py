@@ -1,4 +1,5 @@
-"""Sample: new images from the prior, z ~ N(0, T²I) decoded by the latest snapshot.
+"""Sample: new images from the prior, z ~ N(0, T²I) decoded by the latest snapshot; on a topic
+model, topic proportions drawn from its prior and their words (``_ui.text_explore``).
 
 Session state (``_ui.state``): SAMPLE_LAST, the codes behind the grid on screen; the widgets
 sample_seed, sample_temp, sample_grid, sample_place.
@@ -8,12 +9,13 @@ import streamlit as st
 
 from pages import _ui
 from pages._ui import figures as figs
-from pages._ui import state
+from pages._ui import state, text_explore
 from vae_core import explore
 
 MAX_POINTS = 1000  # test codes drawn under the samples
 GRID_SIZES = {"3×3": 3, "4×4": 4, "6×6": 6, "8×8": 8, "10×10": 10}
 
+text_explore.route(text_explore.sample_page)  # a topic model: its own page, then stop
 st.title("Sample")
 snap = _ui.require_snapshot("Sample")
 if snap is None:

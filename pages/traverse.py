@@ -1,4 +1,5 @@
-"""Traverse: move one latent dimension at a time from a base code and watch the decoder's mean.
+"""Traverse: move one latent dimension at a time from a base code and watch the decoder's mean;
+on a topic model, move one topic's coordinate and watch the words (``_ui.text_explore``).
 
 Session state (``_ui.state``): TRAVERSE_BASE, a base code chosen on Latent space or Encode (used
 when its run is the selected run); TRAVERSE_KIND, the base radio; TRAVERSE_SEED, the random
@@ -10,11 +11,12 @@ import numpy as np
 import streamlit as st
 
 from pages import _ui
-from pages._ui import sliders, state
+from pages._ui import sliders, state, text_explore
 from vae_core import explore
 
 ORIGIN, RANDOM, CHOSEN = "origin", "random", "chosen"
 
+text_explore.route(text_explore.traverse_page)  # a topic model: its own page, then stop
 st.title("Traverse")
 run, snap, data = _ui.page_context("Traverse")
 model, D, n_test = snap.model, snap.model.latent_dim, len(data.x_test)
