@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 import time
@@ -86,17 +87,24 @@ def trained_runs(tmp_path_factory):
     return root
 
 
+@contextlib.contextmanager
+def app_reading(root, monkeypatch):
+    """The app reads its runs from ``root``, with Streamlit's process-wide caches cleared before and after."""
+    import streamlit as st
+
+    monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(root))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
 @pytest.fixture
 def app_runs(trained_runs, monkeypatch):
     """Point the app at the trained runs and clear Streamlit's process-wide caches."""
-    import streamlit as st
-
-    monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(trained_runs))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield trained_runs
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    with app_reading(trained_runs, monkeypatch):
+        yield trained_runs
 
 
 @pytest.fixture
@@ -214,11 +222,5 @@ def text_runs(tmp_path_factory):
 @pytest.fixture
 def text_app_runs(text_runs, monkeypatch):
     """Point the app at the topic runs and clear Streamlit's process-wide caches."""
-    import streamlit as st
-
-    monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(text_runs))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield text_runs
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    with app_reading(text_runs, monkeypatch):
+        yield text_runs

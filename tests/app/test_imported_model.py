@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.app.test_traverse_encode_pages import _upload, white_on_black_png
-from tests.conftest import page_app
+from tests.conftest import app_reading, page_app
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTORY = "examples.own_vae.model:load"
@@ -30,14 +30,8 @@ def imported_root(tmp_path_factory):
 
 @pytest.fixture
 def imported(imported_root, monkeypatch):
-    import streamlit as st
-
-    monkeypatch.setenv("LATENT_EXPLORER_RUNS", str(imported_root))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield "own-vae"
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    with app_reading(imported_root, monkeypatch):
+        yield "own-vae"
 
 
 def _clean(at):

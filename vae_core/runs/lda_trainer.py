@@ -123,9 +123,7 @@ class LdaLoop(TrainLoop):
         bound, _ = self.model.evaluate(self.last_batch)
         if not math.isfinite(bound):
             raise NonFiniteLoss(f"the LDA bound became {bound} at step {self.step}; the last good topics are kept")
-        rate = w.samples / max(1e-9, now - w.t0)
-        self.rate_ema = rate if self.rate_ema is None else 0.7 * self.rate_ema + 0.3 * rate
-        remaining = (self.total_steps - self.step) * self.batch / max(1e-9, self.rate_ema)
+        rate, remaining = self.pace(w, now)
         self.emit({"kind": "step", "step": self.step, "epoch": self.step / self.steps_per_epoch, "elbo": bound,
                    "samples_per_s": rate, "wall_s": time.time() - self.t_start, "eta_s": remaining,
                    "rho": self.rho()})

@@ -482,15 +482,19 @@ class TrainLoop:
         loss, log_likelihood, kl = sums.tolist()
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"the loss became {loss} at step {self.step}; the last good weights are kept")
-        rate = w.samples / max(1e-9, now - w.t0)
-        self.rate_ema = rate if self.rate_ema is None else 0.7 * self.rate_ema + 0.3 * rate
-        remaining = (self.total_steps - self.step) * self.batch / max(1e-9, self.rate_ema)
+        rate, remaining = self.pace(w, now)
         self.emit({"kind": "step", "step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": loss,
                    "log_likelihood": log_likelihood, "kl": kl, "elbo": log_likelihood - kl,
                    "samples_per_s": rate, "wall_s": time.time() - self.t_start, "eta_s": remaining,
                    "lr": self.optimizer.param_groups[0]["lr"]})  # the rate the last step really used
         self.status.update(step=self.step, samples_per_s=self.rate_ema, eta_s=remaining)
         self.window = _Window.empty(self.device)
+
+    def pace(self, w: _Window, now: float) -> tuple[float, float]:
+        """(the window's examples per second, the seconds left at the smoothed rate)."""
+        rate = w.samples / max(1e-9, now - w.t0)
+        self.rate_ema = rate if self.rate_ema is None else 0.7 * self.rate_ema + 0.3 * rate
+        return rate, (self.total_steps - self.step) * self.batch / max(1e-9, self.rate_ema)
 
     def publish_snapshot(self, summary: SnapshotSummary | bool = False) -> None:
         """Weights and optimiser state, each replaced atomically, and the test-set summary when
