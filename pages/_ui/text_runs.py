@@ -20,7 +20,7 @@ from vae_core.runs import rundir as rd
 from vae_core.runs.run_data import load_run_data, run_vocabulary
 
 from .cache import cached_result, per_snapshot, remember_result
-from .runs import manager, require_snapshot, selected_run
+from .runs import require_snapshot, selected_run
 
 TEXT_DATASETS_KEPT = 2  # vectorised corpora the server keeps (20 Newsgroups: about 30 MB of sparse counts)
 THETA_BATCH = 1000
@@ -119,7 +119,3 @@ def topic_words(snap: rd.Snapshot, vocab: Vocabulary, n: int = 10) -> list[list[
     words = vocab.words
     return [[words[i] for i in row] for row in top_words(snap.model.topic_word_probs(), n)]
 
-
-def text_runs() -> list[str]:
-    """Names of the topic-model runs, newest first."""
-    return [info.name for info in manager().list_runs() if info.config is not None and info.config.is_text]

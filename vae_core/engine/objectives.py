@@ -217,6 +217,13 @@ def multinomial_log_coefficient(counts: torch.Tensor) -> torch.Tensor:
     return torch.lgamma(counts.sum(-1) + 1) - torch.lgamma(counts + 1).sum(-1)
 
 
+def corpus_log_coefficient(counts, batch_size: int = 1000) -> float:
+    """The sum of ``multinomial_log_coefficient`` over a corpus's documents (anything with
+    ``batches(batch_size, device)``, a ``CountSet``), read a batch at a time: what turns a bound on
+    log p(counts) into one on the word sequences (``perplexity_from_bound``)."""
+    return float(sum(multinomial_log_coefficient(xb.double()).sum() for xb in counts.batches(batch_size, "cpu")))
+
+
 def multinomial_log_likelihood(counts: torch.Tensor, log_probs: torch.Tensor,
                                with_coefficient: bool = True) -> torch.Tensor:
     """log Mult(x | n, p) = log n! - sum_v log x_v! + sum_v x_v log p_v over the last dimension,

@@ -17,7 +17,8 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ..engine.objectives import elbo_terms, multinomial_log_coefficient, perplexity_from_bound  # noqa: F401 (re-exported)
+from ..engine.objectives import (  # noqa: F401 (perplexity_from_bound: re-exported)
+    corpus_log_coefficient, elbo_terms, multinomial_log_coefficient, perplexity_from_bound)
 
 
 # --- Reading topics -----------------------------------------------------------------------
@@ -314,5 +315,4 @@ def iwae_perplexity(model, counts, k: int, seed: int = 0) -> float:
     x = counts.csr if hasattr(counts, "csr") else sp.csr_matrix(counts)
     cs = CountSet(sp.csr_matrix(x, dtype=np.float32))
     mean_bound = evaluate_iwae(model, cs, k=k, seed=seed)
-    coefficients = sum(float(multinomial_log_coefficient(xb.double()).sum()) for xb in cs.batches(1000, "cpu"))
-    return perplexity_from_bound(mean_bound * len(cs) - coefficients, float(x.sum()))
+    return perplexity_from_bound(mean_bound * len(cs) - corpus_log_coefficient(cs), float(x.sum()))

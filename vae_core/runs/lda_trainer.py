@@ -28,7 +28,7 @@ import torch
 
 from ..engine.config import ConfigError, RunConfig
 from ..engine.families import build_model
-from ..engine.objectives import multinomial_log_coefficient
+from ..engine.objectives import corpus_log_coefficient
 from . import rundir as rd
 from .run_data import load_run_data, store_vocabulary
 from .train_loop import NonFiniteLoss, NonFiniteWeights, TrainLoop, _Window, worker_threads
@@ -53,8 +53,7 @@ class LdaLoop(TrainLoop):
             data = load_run_data(config, run_dir)
         store_vocabulary(run_dir, data)
         self.x_train, self.x_test = data.x_train.csr, data.x_test.csr
-        self.test_log_coefficients = float(sum(multinomial_log_coefficient(xb.double()).sum()
-                                               for xb in data.x_test.batches(1000, "cpu")))
+        self.test_log_coefficients = corpus_log_coefficient(data.x_test)
         n = self.n_train = self.x_train.shape[0]
         self.batch = self.rank_batch = min(tc.batch_size, n)
         self.steps_per_epoch = max(1, n // self.batch)

@@ -32,7 +32,7 @@ from ..engine.config import ConfigError, RunConfig, TrainConfig
 from ..engine.device import pick_device
 from ..engine.evaluate import evaluate_test_set
 from ..engine.families import build_model
-from ..engine.objectives import multinomial_log_coefficient, perplexity_from_bound, prior_of, training_loss
+from ..engine.objectives import corpus_log_coefficient, perplexity_from_bound, prior_of, training_loss
 from ..engine.optim import cooldown_rate, learning_rate, make_optimizer
 from . import distributed as dd
 from . import rundir as rd
@@ -185,8 +185,7 @@ class TrainLoop:
         if config.is_text:
             counts = data.x_test.csr
             self.test_words = float(counts.sum())
-            self.test_log_coefficients = float(sum(multinomial_log_coefficient(xb.double()).sum()
-                                                   for xb in data.x_test.batches(1000, "cpu")))
+            self.test_log_coefficients = corpus_log_coefficient(data.x_test)
         n = self.n_train = len(x_train)
         # A batch larger than the data set is the whole set (on several ranks, the largest
         # multiple of their number that fits).
